@@ -1,0 +1,243 @@
+//! `cargo xtask codegen [--check]`: regenerates the API tables, the remoting
+//! annotations, the teleport stubs and the client libraries' export tables
+//! from the NVIDIA headers (fetched by `scripts/fetch-headers.sh`), the
+//! reference export lists and `codegen/remoted.txt`.
+
+mod emit;
+mod model;
+mod parse;
+
+use crate::{sha256, Fail};
+use model::{Api, Table};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const CUDA_REFS: [&str; 2] = [
+    "codegen/reference/libcuda-550.163.01.exports.txt",
+    "codegen/reference/libcuda-580.159.04.exports.txt",
+];
+const NVML_REFS: [&str; 2] = [
+    "codegen/reference/libnvidia-ml-550.163.01.exports.txt",
+    "codegen/reference/libnvidia-ml-580.159.04.exports.txt",
+];
+const REMOTED: &str = "codegen/remoted.txt";
+const INCLUDE: &str = ".headers/include";
+
+/// A text input with its repository-relative path and digest.
+struct Input {
+    path: String,
+    text: String,
+}
+
+impl Input {
+    fn read(root: &Path, path: &str) -> Result<Self, Fail> {
+        let text = std::fs::read_to_string(root.join(path))
+            .map_err(|e| Fail(format!("cannot read {path}: {e}")))?;
+        Ok(Self {
+            path: path.to_string(),
+            text,
+        })
+    }
+
+    fn stamp(&self) -> (String, String) {
+        (self.path.clone(), sha256::hex(self.text.as_bytes()))
+    }
+}
+
+/// Runs the C preprocessor over `header` with `defines`, returning its output.
+fn preprocess(root: &Path, header: &str, defines: &[&str]) -> Result<String, Fail> {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let include = root.join(INCLUDE);
+    let mut cmd = Command::new(&cc);
+    cmd.arg("-E")
+        .arg("-P")
+        .args(defines.iter().map(|d| format!("-D{d}")));
+    cmd.arg(format!("-I{}", include.display()))
+        .arg(include.join(header));
+    let out = cmd
+        .output()
+        .map_err(|e| Fail(format!("cannot run the C compiler `{cc}` (set CC): {e}")))?;
+    if !out.status.success() {
+        return Err(Fail(format!(
+            "`{cc} -E` on {header} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(|_| Fail(format!("preprocessed {header} is not UTF-8")))
+}
+
+fn build_table(
+    root: &Path,
+    api: Api,
+    header: &Input,
+    defines: &[&str],
+    refs: &[Input],
+) -> Result<Table, Fail> {
+    let file = Path::new(&header.path)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default();
+    let src = preprocess(root, file, defines)?;
+    let decls = parse::parse_functions(&src, |n| api.owns(n))
+        .map_err(|e| Fail(format!("{}: {e}", header.path)))?;
+    let refs: Vec<(String, String)> = refs
+        .iter()
+        .map(|r| (r.path.clone(), r.text.clone()))
+        .collect();
+    model::merge(api, decls, &refs).map_err(Fail)
+}
+
+/// Formats Rust source with the toolchain's rustfmt, so generated files are
+/// stable under `cargo fmt` and `--check` compares like with like.
+fn rustfmt(root: &Path, src: &str) -> Result<String, Fail> {
+    let rustfmt = std::env::var("RUSTFMT").unwrap_or_else(|_| "rustfmt".to_string());
+    let mut child = Command::new(&rustfmt)
+        .args(["--edition", "2021", "--emit", "stdout"])
+        .current_dir(root) // so that a rustfmt.toml of the workspace applies
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Fail(format!(
+                "cannot run `{rustfmt}` (rustup component add rustfmt): {e}"
+            ))
+        })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = src.to_string();
+    // Write from a thread: rustfmt may fill its stdout pipe before reading all
+    // of a large input.
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| Fail(format!("rustfmt: {e}")))?;
+    writer
+        .join()
+        .expect("writer thread")
+        .map_err(|e| Fail(format!("rustfmt stdin: {e}")))?;
+    if !out.status.success() {
+        return Err(Fail(format!(
+            "rustfmt rejected generated code:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    String::from_utf8(out.stdout).map_err(|_| Fail("rustfmt output is not UTF-8".into()))
+}
+
+/// Entry point of `cargo xtask codegen [--check]`.
+pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
+    let check = match args {
+        [] => false,
+        [a] if a == "--check" => true,
+        _ => return Err(Fail("usage: cargo xtask codegen [--check]".into())),
+    };
+    if !root.join(INCLUDE).join("cuda.h").is_file() || !root.join(INCLUDE).join("nvml.h").is_file()
+    {
+        return Err(Fail(format!(
+            "{INCLUDE}/cuda.h or nvml.h missing: run scripts/fetch-headers.sh first"
+        )));
+    }
+    let cuda_h = Input::read(root, &format!("{INCLUDE}/cuda.h"))?;
+    let nvml_h = Input::read(root, &format!("{INCLUDE}/nvml.h"))?;
+    let cuda_refs = CUDA_REFS
+        .iter()
+        .map(|p| Input::read(root, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let nvml_refs = NVML_REFS
+        .iter()
+        .map(|p| Input::read(root, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let remoted_txt = Input::read(root, REMOTED)?;
+
+    // __CUDA_API_VERSION_INTERNAL keeps cuda.h from #defining the legacy names
+    // to their _v2/_ptds successors, so every ABI name gets its own prototype.
+    // NVML_NO_UNVERSIONED_FUNC_DEFS does the same for nvml.h.
+    let cuda = build_table(
+        root,
+        Api::Cuda,
+        &cuda_h,
+        &["__CUDA_API_VERSION_INTERNAL"],
+        &cuda_refs,
+    )?;
+    let nvml = build_table(
+        root,
+        Api::Nvml,
+        &nvml_h,
+        &["NVML_NO_UNVERSIONED_FUNC_DEFS"],
+        &nvml_refs,
+    )?;
+    let remoted = model::parse_remoted(&remoted_txt.text, &cuda, &nvml)
+        .map_err(|errs| Fail(format!("{REMOTED}:\n  {}", errs.join("\n  "))))?;
+
+    let stamps =
+        |inputs: &[&Input]| emit::banner(&inputs.iter().map(|i| i.stamp()).collect::<Vec<_>>());
+    let cuda_inputs: Vec<&Input> = std::iter::once(&cuda_h).chain(&cuda_refs).collect();
+    let nvml_inputs: Vec<&Input> = std::iter::once(&nvml_h).chain(&nvml_refs).collect();
+    let both: Vec<&Input> = cuda_inputs.iter().chain(&nvml_inputs).copied().collect();
+
+    let outputs: Vec<(&str, String)> = vec![
+        (
+            "crates/tf-api/src/generated/cuda.rs",
+            emit::api_table(&stamps(&cuda_inputs), &cuda),
+        ),
+        (
+            "crates/tf-api/src/generated/nvml.rs",
+            emit::api_table(&stamps(&nvml_inputs), &nvml),
+        ),
+        (
+            "crates/tf-api/src/generated/remoted.rs",
+            emit::remoted(&stamps(&[&remoted_txt]), &remoted),
+        ),
+        (
+            "crates/teleport/src/generated/stubs.rs",
+            emit::stubs(&stamps(&both), &cuda, &nvml),
+        ),
+        (
+            "crates/tf-libcuda/src/generated/exports.rs",
+            emit::exports(&stamps(&cuda_inputs), &cuda),
+        ),
+        (
+            "crates/tf-libnvml/src/generated/exports.rs",
+            emit::exports(&stamps(&nvml_inputs), &nvml),
+        ),
+    ];
+
+    let mut stale = Vec::new();
+    for (path, src) in outputs {
+        let formatted = rustfmt(root, &src)?;
+        let target: PathBuf = root.join(path);
+        let current = std::fs::read_to_string(&target).ok();
+        if current.as_deref() == Some(formatted.as_str()) {
+            continue;
+        }
+        if check {
+            stale.push(path);
+        } else {
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| Fail(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            std::fs::write(&target, formatted)
+                .map_err(|e| Fail(format!("cannot write {path}: {e}")))?;
+            eprintln!("codegen: wrote {path}");
+        }
+    }
+    eprintln!(
+        "codegen: {} CUDA names ({} with prototypes), {} NVML names ({} with prototypes), {} remoted",
+        cuda.functions.len(),
+        cuda.functions.iter().filter(|f| f.in_header).count(),
+        nvml.functions.len(),
+        nvml.functions.iter().filter(|f| f.in_header).count(),
+        remoted.len()
+    );
+    if !stale.is_empty() {
+        for path in &stale {
+            eprintln!("codegen --check: {path} is stale");
+        }
+        return Err(Fail(
+            "generated files are out of date: run `cargo xtask codegen`".into(),
+        ));
+    }
+    Ok(())
+}
