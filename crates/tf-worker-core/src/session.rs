@@ -1,0 +1,343 @@
+//! One client's session: its handles, its allocations, its deferred error,
+//! and the dispatch of its requests to the backend. Everything a client sends
+//! is validated here against this session's own tables, so a client can only
+//! name contexts it retained and device ranges it allocated.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tf_protocol::status::{cu, nvml};
+use tf_protocol::{
+    caps, encode_reply, Body, FrameHeader, HelloAck, InitReply, ProtocolError, Request,
+};
+
+use crate::backend::{BackendCtx, Status};
+use crate::worker::Worker;
+
+/// Client-visible context ids: a tag in the high bits so a stray integer is
+/// never mistaken for one, the device ordinal + 1 in the low bits.
+const CTX_TAG: u64 = 0x7C7C_0000_0000_0000;
+
+/// The API name of an opcode, for log spans.
+fn opcode_name(opcode: u32) -> &'static str {
+    match tf_api::remoted_by_opcode(opcode) {
+        Some((i, tf_api::Api::Cuda, ..)) => tf_api::CUDA_NAMES[*i],
+        Some((i, tf_api::Api::Nvml, ..)) => tf_api::NVML_NAMES[*i],
+        None => "control",
+    }
+}
+
+pub fn ctx_handle(dev: i32) -> u64 {
+    CTX_TAG | (dev as u32 as u64 + 1)
+}
+
+/// What the connection loop should do after a request.
+pub enum Outcome {
+    /// Send this reply payload.
+    Reply(Vec<u8>),
+    /// Nothing to send (an enqueue call, or Goodbye's acknowledgement is implicit).
+    Silent,
+    /// The client said goodbye: close after sending nothing.
+    Close,
+}
+
+pub struct Session {
+    pub id: u64,
+    worker: Arc<Worker>,
+    hello_done: bool,
+    /// Primary-context retains this session holds, per device.
+    retained: HashMap<i32, u32>,
+    /// Device allocations: start → (size, context).
+    allocs: BTreeMap<u64, (u64, BackendCtx)>,
+    /// First error of an enqueue call, reported by the next synchronous call.
+    deferred: Status,
+    devices: usize,
+    peer: String,
+}
+
+impl Session {
+    pub fn new(worker: Arc<Worker>, peer: String) -> Self {
+        let id = worker.next_session_id();
+        Self {
+            id,
+            worker,
+            hello_done: false,
+            retained: HashMap::new(),
+            allocs: BTreeMap::new(),
+            deferred: 0,
+            devices: 0,
+            peer,
+        }
+    }
+
+    /// Handles one frame. Malformed requests get `CUDA_ERROR_INVALID_VALUE`
+    /// and a rate-limited warning; they never end the session.
+    pub fn handle(&mut self, header: FrameHeader, payload: &[u8]) -> Outcome {
+        let req = match Request::decode(header.opcode, payload) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(header, e),
+        };
+        if !self.hello_done && !matches!(req, Request::Hello(_)) {
+            self.worker.warn_limited(&format!(
+                "client {} sent a request before the handshake; closing",
+                self.peer
+            ));
+            return Outcome::Close;
+        }
+        let name = opcode_name(header.opcode);
+        let _span =
+            tracing::debug_span!("call", session = self.id, op = name, bytes = payload.len())
+                .entered();
+        let out = self.dispatch(req);
+        if header.is_no_reply() {
+            if let Outcome::Reply(ref p) = out {
+                let status = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                if status != 0 && self.deferred == 0 {
+                    tracing::debug!(
+                        status,
+                        "enqueue call failed; reported at the next synchronous call"
+                    );
+                    self.deferred = status;
+                }
+            }
+            return Outcome::Silent;
+        }
+        out
+    }
+
+    fn refuse(&mut self, header: FrameHeader, e: ProtocolError) -> Outcome {
+        self.worker.warn_limited(&format!(
+            "client {}: malformed request (opcode {}): {e}",
+            self.peer, header.opcode
+        ));
+        if header.is_no_reply() {
+            if self.deferred == 0 {
+                self.deferred = cu::INVALID_VALUE;
+            }
+            return Outcome::Silent;
+        }
+        Outcome::Reply(encode_reply::<()>(cu::INVALID_VALUE, None))
+    }
+
+    /// A synchronous call first reports the deferred error of earlier enqueue calls.
+    fn take_deferred(&mut self) -> Result<(), Status> {
+        match std::mem::take(&mut self.deferred) {
+            0 => Ok(()),
+            s => Err(s),
+        }
+    }
+
+    fn ctx(&self, handle: u64) -> Result<BackendCtx, Status> {
+        if handle & !0xFFFF_FFFF != CTX_TAG {
+            return Err(cu::INVALID_CONTEXT);
+        }
+        let dev = (handle & 0xFFFF_FFFF) as i64 - 1;
+        match self.retained.get(&(dev as i32)) {
+            Some(n) if *n > 0 => self
+                .worker
+                .primary_ctx(dev as i32)
+                .ok_or(cu::INVALID_CONTEXT),
+            _ => Err(cu::INVALID_CONTEXT),
+        }
+    }
+
+    /// The range must lie inside one allocation of this session.
+    fn check_range(&self, ptr: u64, len: u64) -> Result<(), Status> {
+        let end = ptr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
+        match self.allocs.range(..=ptr).next_back() {
+            Some((start, (size, _))) if end <= start + size => Ok(()),
+            _ => Err(cu::INVALID_VALUE),
+        }
+    }
+
+    fn dispatch(&mut self, req: Request<'_>) -> Outcome {
+        fn reply<B: Body>(r: Result<B, Status>) -> Outcome {
+            match r {
+                Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
+                Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
+            }
+        }
+        let w = Arc::clone(&self.worker);
+        let b = w.backend();
+        match req {
+            Request::Hello(h) => {
+                self.hello_done = true;
+                tracing::info!(session = self.id, peer = %self.peer, pid = h.pid, program = %h.program,
+                    connection_id = %h.connection_id, "client connected");
+                reply(b.driver_version().map(|driver_version| HelloAck {
+                    capabilities: caps::ALL & h.capabilities,
+                    session_id: self.id,
+                    worker_version: format!("tensor-fusion-worker {}", env!("CARGO_PKG_VERSION")),
+                    driver_version,
+                }))
+            }
+            Request::Goodbye => Outcome::Close,
+            Request::Ping => reply(self.take_deferred()),
+            Request::Init { flags } => {
+                let r = (|| {
+                    if flags != 0 {
+                        return Err(cu::INVALID_VALUE);
+                    }
+                    let devices = w.devices()?;
+                    self.devices = devices.len();
+                    Ok(InitReply {
+                        driver_version: b.driver_version()?,
+                        devices,
+                    })
+                })();
+                reply(r)
+            }
+            Request::PrimaryCtxRetain { dev } => reply(self.retain(dev)),
+            Request::PrimaryCtxRelease { dev } => reply(self.release(dev)),
+            Request::PrimaryCtxGetState { dev } => reply((|| {
+                self.check_dev(dev)?;
+                let (flags, active) = b.primary_ctx_state(dev)?;
+                // The client sees its own view: active while it holds a retain.
+                let mine = self.retained.get(&dev).copied().unwrap_or(0) > 0;
+                Ok((flags, i32::from(mine && active)))
+            })()),
+            Request::CtxSynchronize { ctx } => reply((|| {
+                let c = self.ctx(ctx)?;
+                b.ctx_synchronize(c)?;
+                self.take_deferred()
+            })()),
+            Request::MemAlloc { ctx, size } => reply((|| {
+                self.take_deferred()?;
+                let c = self.ctx(ctx)?;
+                if size == 0 {
+                    return Err(cu::INVALID_VALUE);
+                }
+                let ptr = w.alloc(c, size)?;
+                self.allocs.insert(ptr, (size, c));
+                Ok(ptr)
+            })()),
+            Request::MemFree { ctx, ptr } => reply((|| {
+                self.take_deferred()?;
+                self.ctx(ctx)?;
+                let (size, c) = self.allocs.get(&ptr).copied().ok_or(cu::INVALID_VALUE)?;
+                w.free(c, ptr, size)?;
+                self.allocs.remove(&ptr);
+                Ok(())
+            })()),
+            Request::MemGetInfo { ctx } => reply((|| {
+                let c = self.ctx(ctx)?;
+                w.mem_get_info(c)
+            })()),
+            Request::MemcpyHtoD { ctx, dst, data, .. } => reply((|| {
+                let c = self.ctx(ctx)?;
+                self.check_range(dst, data.len() as u64)?;
+                b.memcpy_htod(c, dst, data)
+            })()),
+            Request::MemcpyDtoH { ctx, src, size, .. } => {
+                let r = (|| {
+                    self.take_deferred()?;
+                    let c = self.ctx(ctx)?;
+                    self.check_range(src, size)?;
+                    if size > tf_protocol::MAX_PAYLOAD as u64 - 4 {
+                        return Err(cu::INVALID_VALUE);
+                    }
+                    let mut out = vec![0u8; 4 + size as usize];
+                    b.memcpy_dtoh(c, &mut out[4..], src)?;
+                    Ok(out)
+                })();
+                match r {
+                    Ok(out) => Outcome::Reply(out),
+                    Err(s) => Outcome::Reply(encode_reply::<()>(s, None)),
+                }
+            }
+            Request::MemcpyDtoD {
+                ctx,
+                dst,
+                src,
+                size,
+                ..
+            } => reply((|| {
+                let c = self.ctx(ctx)?;
+                self.check_range(dst, size)?;
+                self.check_range(src, size)?;
+                b.memcpy_dtod(c, dst, src, size)
+            })()),
+            Request::MemsetD8 {
+                ctx,
+                dst,
+                value,
+                count,
+            } => reply((|| {
+                let c = self.ctx(ctx)?;
+                self.check_range(dst, count)?;
+                b.memset_d8(c, dst, value, count)
+            })()),
+            Request::MemsetD32 {
+                ctx,
+                dst,
+                value,
+                count,
+            } => reply((|| {
+                let c = self.ctx(ctx)?;
+                if dst % 4 != 0 {
+                    return Err(cu::INVALID_VALUE);
+                }
+                self.check_range(dst, count.checked_mul(4).ok_or(cu::INVALID_VALUE)?)?;
+                b.memset_d32(c, dst, value, count)
+            })()),
+            Request::NvmlInit => reply(w.nvml_init()),
+            Request::NvmlShutdown => reply::<()>(Ok(())),
+            Request::NvmlMemoryInfo { index } => reply((|| {
+                let (phys_total, _free, _used) =
+                    b.nvml_memory(index)
+                        .map_err(|s| if s == 0 { nvml::UNKNOWN } else { s })?;
+                Ok(w.nvml_view(phys_total))
+            })()),
+        }
+    }
+
+    fn check_dev(&self, dev: i32) -> Result<(), Status> {
+        if dev < 0 || dev as usize >= self.devices {
+            return Err(cu::INVALID_DEVICE);
+        }
+        Ok(())
+    }
+
+    fn retain(&mut self, dev: i32) -> Result<u64, Status> {
+        self.check_dev(dev)?;
+        self.worker.retain_primary(dev)?;
+        *self.retained.entry(dev).or_insert(0) += 1;
+        Ok(ctx_handle(dev))
+    }
+
+    fn release(&mut self, dev: i32) -> Result<(), Status> {
+        self.check_dev(dev)?;
+        match self.retained.get_mut(&dev) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                self.worker.release_primary(dev)
+            }
+            _ => Err(cu::INVALID_CONTEXT),
+        }
+    }
+}
+
+impl Drop for Session {
+    /// Frees everything the client left behind: a crashed or killed client
+    /// must not leak device memory or keep contexts alive.
+    fn drop(&mut self) {
+        let n = self.allocs.len();
+        let bytes: u64 = self.allocs.values().map(|(s, _)| s).sum();
+        for (ptr, (size, c)) in std::mem::take(&mut self.allocs) {
+            if let Err(s) = self.worker.free(c, ptr, size) {
+                tracing::warn!(
+                    session = self.id,
+                    ptr,
+                    status = s,
+                    "freeing a departed client's allocation failed"
+                );
+            }
+        }
+        for (dev, count) in std::mem::take(&mut self.retained) {
+            for _ in 0..count {
+                let _ = self.worker.release_primary(dev);
+            }
+        }
+        tracing::info!(session = self.id, peer = %self.peer, freed_allocations = n, freed_bytes = bytes, "session ended");
+    }
+}

@@ -1,0 +1,203 @@
+//! State shared by all sessions of one worker: the backend, the memory limit
+//! and its accounting, cached device facts, and the accept loops.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tf_protocol::frame::FLAG_RESPONSE;
+use tf_protocol::status::cu;
+use tf_protocol::{DeviceInfo, FrameHeader, NvmlInitReply};
+use tf_transport::Connection;
+
+use crate::backend::{BResult, Backend, BackendCtx};
+use crate::session::{Outcome, Session};
+
+pub struct Worker {
+    backend: Box<dyn Backend>,
+    /// `TF_CUDA_MEMORY_LIMIT` in bytes; `None` = unlimited.
+    limit: Option<u64>,
+    used: AtomicU64,
+    sessions: AtomicU64,
+    devices: OnceLock<Vec<DeviceInfo>>,
+    primary: Mutex<HashMap<i32, (BackendCtx, u32)>>,
+    last_warn: Mutex<Option<Instant>>,
+}
+
+impl Worker {
+    pub fn new(backend: Box<dyn Backend>, limit_bytes: Option<u64>) -> Arc<Self> {
+        Arc::new(Self {
+            backend,
+            limit: limit_bytes,
+            used: AtomicU64::new(0),
+            sessions: AtomicU64::new(0),
+            devices: OnceLock::new(),
+            primary: Mutex::new(HashMap::new()),
+            last_warn: Mutex::new(None),
+        })
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    pub fn next_session_id(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Bytes allocated by all clients now.
+    pub fn used_bytes(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Device facts, fetched from the backend once (they cannot change) with
+    /// total memory capped by the limit.
+    pub fn devices(&self) -> BResult<Vec<DeviceInfo>> {
+        if let Some(d) = self.devices.get() {
+            return Ok(d.clone());
+        }
+        let mut devs = self.backend.init()?;
+        for d in &mut devs {
+            d.total_mem = self.cap(d.total_mem);
+        }
+        Ok(self.devices.get_or_init(|| devs).clone())
+    }
+
+    fn cap(&self, total: u64) -> u64 {
+        self.limit.map_or(total, |l| l.min(total))
+    }
+
+    pub fn primary_ctx(&self, dev: i32) -> Option<BackendCtx> {
+        self.primary
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&dev)
+            .map(|(c, _)| *c)
+    }
+
+    /// The worker holds one backend retain per device while any session holds one.
+    pub fn retain_primary(&self, dev: i32) -> BResult<()> {
+        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        match p.get_mut(&dev) {
+            Some((_, n)) => *n += 1,
+            None => {
+                let c = self.backend.primary_ctx_retain(dev)?;
+                p.insert(dev, (c, 1));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn release_primary(&self, dev: i32) -> BResult<()> {
+        let mut p = self.primary.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, n)) = p.get_mut(&dev) else {
+            return Err(cu::INVALID_CONTEXT);
+        };
+        *n -= 1;
+        if *n == 0 {
+            p.remove(&dev);
+            self.backend.primary_ctx_release(dev)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates within the memory limit: the bytes are reserved before the
+    /// backend call so concurrent sessions can never overshoot together.
+    pub fn alloc(&self, ctx: BackendCtx, size: u64) -> BResult<u64> {
+        if let Some(limit) = self.limit {
+            let mut cur = self.used.load(Ordering::Relaxed);
+            loop {
+                let next = cur
+                    .checked_add(size)
+                    .filter(|n| *n <= limit)
+                    .ok_or(cu::OUT_OF_MEMORY)?;
+                match self.used.compare_exchange_weak(
+                    cur,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(c) => cur = c,
+                }
+            }
+        } else {
+            self.used.fetch_add(size, Ordering::Relaxed);
+        }
+        self.backend.mem_alloc(ctx, size).inspect_err(|_| {
+            self.used.fetch_sub(size, Ordering::Relaxed);
+        })
+    }
+
+    pub fn free(&self, ctx: BackendCtx, ptr: u64, size: u64) -> BResult<()> {
+        self.backend.mem_free(ctx, ptr)?;
+        self.used.fetch_sub(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `(free, total)` as a client sees it: total capped by the limit, free
+    /// bounded by what the limit leaves.
+    pub fn mem_get_info(&self, ctx: BackendCtx) -> BResult<(u64, u64)> {
+        let (free, total) = self.backend.mem_get_info(ctx)?;
+        Ok(match self.limit {
+            Some(l) => (free.min(l.saturating_sub(self.used_bytes())), l.min(total)),
+            None => (free, total),
+        })
+    }
+
+    pub fn nvml_init(&self) -> BResult<NvmlInitReply> {
+        self.backend.nvml_init()
+    }
+
+    /// NVML `(total, free, used)`: total = min(limit, physical), used = what
+    /// this worker's clients allocated.
+    pub fn nvml_view(&self, phys_total: u64) -> (u64, u64, u64) {
+        let total = self.cap(phys_total);
+        let used = self.used_bytes().min(total);
+        (total, total - used, used)
+    }
+
+    /// Warnings a client can trigger are rate-limited (one per second) so a
+    /// hostile client cannot flood the log.
+    pub fn warn_limited(&self, msg: &str) {
+        let mut last = self.last_warn.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(Instant::now());
+            tracing::warn!("{msg}");
+        }
+    }
+}
+
+/// Serves one client connection until it closes, then frees its resources.
+pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
+    let peer = conn.describe();
+    let mut session = Session::new(worker, peer.clone());
+    loop {
+        let outcome = conn.recv(|h, payload| (h, session.handle(h, payload)));
+        match outcome {
+            Ok((h, Outcome::Reply(payload))) => {
+                let rh = FrameHeader {
+                    flags: FLAG_RESPONSE,
+                    opcode: h.opcode,
+                    length: 0,
+                    request_id: h.request_id,
+                };
+                if let Err(e) = conn.send(rh, &[&payload]) {
+                    tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
+                    break;
+                }
+            }
+            Ok((_, Outcome::Silent)) => {}
+            Ok((_, Outcome::Close)) => break,
+            Err(e) => {
+                if e.is_peer_gone() {
+                    tracing::info!(session = session.id, %peer, "client disconnected: {e}");
+                } else {
+                    tracing::warn!(session = session.id, %peer, "closing connection: {e}");
+                }
+                break;
+            }
+        }
+    }
+}
