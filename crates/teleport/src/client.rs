@@ -1,0 +1,349 @@
+//! The process's one session with a worker, shared by the CUDA and NVML
+//! export layers. Created on first use (cuInit, cuDriverGetVersion,
+//! nvmlInit), never torn down before exit.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, OnceLock};
+use std::time::Duration;
+
+use tf_protocol::{
+    decode_data_reply, decode_reply, frame::FLAG_NO_REPLY, Body, FrameHeader, Hello, HelloAck,
+    Request,
+};
+use tf_settings::{ClientSettings, ConnectionInfo, ConnectionSource, Host};
+use tf_transport::Connection;
+
+use crate::error::ClientError;
+
+/// Connecting gives up after this long; the URL fetch has its own deadline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bulk copies are cut into frames of at most this many bytes, so copies
+/// pipeline and no single frame monopolizes a shared-memory ring.
+const CHUNK: usize = 8 << 20;
+
+static CLIENT: OnceLock<Result<Client, ClientError>> = OnceLock::new();
+static FORKED: AtomicBool = AtomicBool::new(false);
+static LOGGING: Once = Once::new();
+
+/// Sets up logging from TF_* variables once; a bad value is reported on stderr.
+pub fn ensure_logging() {
+    LOGGING.call_once(|| {
+        if let Err(e) = tf_settings::logging::init("libteleport") {
+            eprintln!("tensor-fusion client: {e}");
+        }
+    });
+}
+
+/// The session, connecting on first use. The result (also a failure) is
+/// kept: a misconfigured client fails every call the same way instead of
+/// retrying a dead worker on each of them.
+pub fn client() -> Result<&'static Client, &'static ClientError> {
+    if FORKED.load(Ordering::Relaxed) {
+        static FORKED_ERR: ClientError = ClientError::Forked;
+        return Err(&FORKED_ERR);
+    }
+    CLIENT
+        .get_or_init(|| {
+            ensure_logging();
+            let r = Client::connect();
+            if let Err(e) = &r {
+                // Without TF_ENABLE_LOG, error events still reach stderr.
+                tracing::error!("tensor-fusion client: {e}");
+            }
+            r
+        })
+        .as_ref()
+}
+
+/// The session if one exists already (no connection attempt).
+pub fn existing() -> Option<&'static Client> {
+    if FORKED.load(Ordering::Relaxed) {
+        return None;
+    }
+    CLIENT.get().and_then(|r| r.as_ref().ok())
+}
+
+extern "C" fn after_fork_in_child() {
+    // The child shares the parent's socket or ring; touching it would corrupt
+    // the parent's session. CUDA behaves the same way on a local GPU.
+    if CLIENT.get().is_some() {
+        FORKED.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Link {
+    /// `None` once the process is exiting and the connection was closed.
+    conn: Option<Connection>,
+    next_id: u64,
+    /// Enqueue calls sent since the last synchronous round trip.
+    unacked: usize,
+}
+
+pub struct Client {
+    link: Mutex<Link>,
+    /// Nonzero once the connection is lost: a sticky CUresult.
+    lost: AtomicU32,
+    pub ack: HelloAck,
+    max_pending: usize,
+    chunk: usize,
+    pub target: String,
+    pub calls: AtomicU64,
+}
+
+impl Client {
+    fn connect() -> Result<Client, ClientError> {
+        let settings = ClientSettings::from_env()?;
+        if let ConnectionSource::Url(url) = &settings.connection {
+            tracing::info!(%url, "fetching connection info");
+        }
+        let info = settings.resolve_connection()?;
+        let conn = match &info {
+            ConnectionInfo::Native { host, port, .. } => {
+                let host = match host {
+                    Host::V6(a) => a.to_string(),
+                    other => other.to_url_host(),
+                };
+                tf_transport::connect_native(&host, *port, CONNECT_TIMEOUT)
+            }
+            ConnectionInfo::Shmem { path, size_mb, .. } => {
+                tf_transport::connect_shmem(&tf_settings::shm_file_path(path), *size_mb)
+            }
+        }
+        .map_err(ClientError::Connect)?;
+        let target = conn.describe();
+        let chunk = CHUNK.min(conn.max_payload().saturating_sub(256)).max(4096);
+        let mut link = Link {
+            conn: Some(conn),
+            next_id: 1,
+            unacked: 0,
+        };
+        let hello = Request::Hello(Hello {
+            capabilities: tf_protocol::caps::ALL,
+            pid: std::process::id(),
+            connection_id: info.id().to_string(),
+            program: program_name(),
+        });
+        let ack = match round_trip::<HelloAck>(&mut link, &hello) {
+            Ok(Ok(ack)) => ack,
+            Ok(Err(status)) => return Err(ClientError::Handshake(status)),
+            Err(e) => return Err(ClientError::Lost(e)),
+        };
+        // SAFETY: registering a plain extern "C" fn with no captured state.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+        tracing::info!(worker = %ack.worker_version, session = ack.session_id, %target, "connected");
+        Ok(Client {
+            link: Mutex::new(link),
+            lost: AtomicU32::new(0),
+            ack,
+            max_pending: settings.max_cache_request_count,
+            chunk,
+            target,
+            calls: AtomicU64::new(0),
+        })
+    }
+
+    fn link(&self) -> MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check_lost(&self) -> Result<(), u32> {
+        match self.lost.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            s => Err(s),
+        }
+    }
+
+    /// Records a transport failure as the sticky error and logs it once.
+    fn fail(&self, why: String) -> u32 {
+        let err = ClientError::Lost(why);
+        if self.lost.swap(err.cuda(), Ordering::Relaxed) == 0 {
+            tracing::error!(
+                "tensor-fusion client: {err} ({}); every CUDA call now fails",
+                self.target
+            );
+        }
+        err.cuda()
+    }
+
+    /// A synchronous call: sends, waits for the answer. `Err` is a CUresult
+    /// (the worker's, or the sticky lost-connection error).
+    pub fn call<B: Body>(&self, req: &Request<'_>) -> Result<B, u32> {
+        self.check_lost()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut link = self.link();
+        match round_trip::<B>(&mut link, req) {
+            Ok(r) => {
+                link.unacked = 0;
+                r
+            }
+            Err(why) => Err(self.fail(why)),
+        }
+    }
+
+    /// An enqueue call: sent without waiting. Its error, if any, is reported
+    /// by the next synchronous call. After `TF_MAX_CACHE_REQUEST_COUNT`
+    /// unacknowledged calls a round trip bounds the pipeline.
+    pub fn enqueue(&self, req: &Request<'_>) -> Result<(), u32> {
+        self.check_lost()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut link = self.link();
+        if let Err(why) = send(&mut link, req, FLAG_NO_REPLY) {
+            return Err(self.fail(why));
+        }
+        link.unacked += 1;
+        if link.unacked >= self.max_pending {
+            link.unacked = 0;
+            return match round_trip::<()>(&mut link, &Request::Ping) {
+                Ok(r) => r,
+                Err(why) => Err(self.fail(why)),
+            };
+        }
+        Ok(())
+    }
+
+    /// Host-to-device copy, chunked: every chunk but the last is an enqueue
+    /// call, so chunks stream without a round trip each; the last one is
+    /// synchronous unless the whole copy is asynchronous.
+    pub fn copy_to_device(
+        &self,
+        ctx: u64,
+        stream: Option<u64>,
+        dst: u64,
+        src: &[u8],
+    ) -> Result<(), u32> {
+        let n = src.len().div_ceil(self.chunk).max(1);
+        for (i, part) in src
+            .chunks(self.chunk)
+            .chain((src.is_empty()).then_some(&[][..]))
+            .enumerate()
+        {
+            let req = Request::MemcpyHtoD {
+                ctx,
+                stream,
+                dst: dst + (i * self.chunk) as u64,
+                data: part,
+            };
+            if i + 1 < n || stream.is_some() {
+                self.enqueue(&req)?;
+            } else {
+                self.call::<()>(&req)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Device-to-host copy, chunked and pipelined (a small window of
+    /// requests in flight), each answer copied straight into `dst`.
+    pub fn copy_from_device(
+        &self,
+        ctx: u64,
+        stream: Option<u64>,
+        src: u64,
+        dst: &mut [u8],
+    ) -> Result<(), u32> {
+        const WINDOW: usize = 4;
+        self.check_lost()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let chunk = self.chunk;
+        let mut link = self.link();
+        let total = dst.len();
+        let n = total.div_ceil(chunk);
+        let mut first_err = 0u32;
+        let mut sent = 0;
+        for i in 0..n {
+            while sent < n && sent < i + WINDOW {
+                let off = sent * chunk;
+                let size = chunk.min(total - off) as u64;
+                let req = Request::MemcpyDtoH {
+                    ctx,
+                    stream,
+                    src: src + off as u64,
+                    size,
+                };
+                if let Err(why) = send(&mut link, &req, 0) {
+                    return Err(self.fail(why));
+                }
+                sent += 1;
+            }
+            let off = i * chunk;
+            let part = &mut dst[off..(off + chunk).min(total)];
+            let Some(conn) = link.conn.as_mut() else {
+                return Err(self.fail("connection closed".into()));
+            };
+            let got = conn.recv(|_, payload| match decode_data_reply(payload) {
+                Ok(Ok(data)) if data.len() == part.len() => {
+                    part.copy_from_slice(data);
+                    Ok(0)
+                }
+                Ok(Ok(_)) => Err("device-to-host reply has the wrong length".to_string()),
+                Ok(Err(status)) => Ok(status),
+                Err(e) => Err(e.to_string()),
+            });
+            match got {
+                Ok(Ok(0)) => {}
+                Ok(Ok(status)) => first_err = if first_err == 0 { status } else { first_err },
+                Ok(Err(why)) => return Err(self.fail(why)),
+                Err(e) => return Err(self.fail(e.to_string())),
+            }
+        }
+        link.unacked = 0;
+        if first_err != 0 {
+            Err(first_err)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// At exit: says goodbye and closes the connection, so the worker frees
+    /// the session and (SHMEM) the slot at once instead of waiting for the
+    /// heartbeat to stop. Later calls from lingering threads fail cleanly.
+    pub fn goodbye(&self) {
+        let mut link = self.link();
+        if self.lost.load(Ordering::Relaxed) == 0 {
+            let _ = send(&mut link, &Request::Goodbye, FLAG_NO_REPLY);
+        }
+        self.lost
+            .store(ClientError::Lost(String::new()).cuda(), Ordering::Relaxed);
+        link.conn = None;
+    }
+}
+
+fn send(link: &mut Link, req: &Request<'_>, flags: u16) -> Result<u64, String> {
+    let id = link.next_id;
+    link.next_id += 1;
+    let (fixed, bulk) = req.encode();
+    let header = FrameHeader {
+        flags,
+        opcode: req.opcode(),
+        length: 0,
+        request_id: id,
+    };
+    let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
+    conn.send(header, &[&fixed, bulk])
+        .map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
+/// Sends and waits for the matching answer. The outer `Err` is a transport
+/// or protocol failure (the connection is then unusable).
+fn round_trip<B: Body>(link: &mut Link, req: &Request<'_>) -> Result<Result<B, u32>, String> {
+    let id = send(link, req, 0)?;
+    let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
+    conn.recv(|h, payload| {
+        if h.request_id != id || !h.is_response() {
+            return Err(format!(
+                "answer out of order (expected request {id}, got {})",
+                h.request_id
+            ));
+        }
+        decode_reply::<B>(payload).map_err(|e| e.to_string())
+    })
+    .map_err(|e| e.to_string())?
+}
+
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,462 @@
+//! The remoted CUDA driver slice: initialization, devices, primary contexts,
+//! memory, copies and sets, error strings. Device facts are cached from the
+//! `cuInit` reply and answered locally; the current context is per thread,
+//! kept in the client, and sent with each call that needs one.
+//!
+//! Every function here is an export target: its body runs inside
+//! [`guard`] so a panic becomes `CUDA_ERROR_UNKNOWN` instead of unwinding
+//! into C.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, c_uint, c_void};
+use std::sync::{Mutex, OnceLock};
+
+use tf_protocol::status::{cu, cuda_error};
+use tf_protocol::{InitReply, Request};
+
+use crate::client::{client, existing, Client};
+
+type CUresult = u32;
+type CUdevice = c_int;
+type CUdeviceptr = u64;
+type CUcontext = *mut c_void;
+type CUstream = *mut c_void;
+
+/// `CU_STREAM_LEGACY` and `CU_STREAM_PER_THREAD`: both name a default stream.
+const STREAM_LEGACY: usize = 1;
+const STREAM_PER_THREAD: usize = 2;
+
+static INIT: OnceLock<Result<InitReply, CUresult>> = OnceLock::new();
+/// Primary contexts this process retained: device → (handle, count).
+static PRIMARY: Mutex<Option<HashMap<CUdevice, (u64, u32)>>> = Mutex::new(None);
+
+thread_local! {
+    static CURRENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Runs an export body, turning a panic into `CUDA_ERROR_UNKNOWN`.
+pub(crate) fn guard(f: impl FnOnce() -> Result<(), CUresult>) -> CUresult {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(())) => cu::SUCCESS,
+        Ok(Err(code)) => code,
+        Err(_) => {
+            tracing::error!(
+                "internal error (panic) in the tensor-fusion client; answering CUDA_ERROR_UNKNOWN"
+            );
+            cu::UNKNOWN
+        }
+    }
+}
+
+fn session() -> Result<&'static Client, CUresult> {
+    client().map_err(|e| e.cuda())
+}
+
+fn inventory() -> Result<&'static InitReply, CUresult> {
+    match INIT.get() {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => Err(*e),
+        None => Err(cu::NOT_INITIALIZED),
+    }
+}
+
+fn device(dev: CUdevice) -> Result<&'static tf_protocol::DeviceInfo, CUresult> {
+    let inv = inventory()?;
+    usize::try_from(dev)
+        .ok()
+        .and_then(|d| inv.devices.get(d))
+        .ok_or(cu::INVALID_DEVICE)
+}
+
+fn current_ctx() -> Result<u64, CUresult> {
+    inventory()?;
+    match CURRENT.with(Cell::get) {
+        0 => Err(cu::INVALID_CONTEXT),
+        c => Ok(c),
+    }
+}
+
+/// Streams: only the default streams exist until stream creation is remoted.
+fn stream_arg(s: CUstream) -> Result<u64, CUresult> {
+    match s as usize {
+        0 | STREAM_LEGACY | STREAM_PER_THREAD => Ok(s as u64),
+        _ => Err(cu::INVALID_HANDLE),
+    }
+}
+
+/// Writes through an out-pointer supplied by the application.
+fn out<T>(p: *mut T, v: T) -> Result<(), CUresult> {
+    if p.is_null() {
+        return Err(cu::INVALID_VALUE);
+    }
+    // SAFETY: non-null; the CUDA API contract makes the caller pass a valid,
+    // writable pointer to a T.
+    unsafe { p.write(v) };
+    Ok(())
+}
+
+/// Copies a NUL-terminated string into a caller buffer of `len` bytes, truncating.
+fn out_str(buf: *mut c_char, len: c_int, s: &str) -> Result<(), CUresult> {
+    if buf.is_null() || len <= 0 {
+        return Err(cu::INVALID_VALUE);
+    }
+    let n = s.len().min(len as usize - 1);
+    // SAFETY: the caller promises `len` writable bytes at `buf`; we write n+1 <= len.
+    unsafe {
+        std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), n);
+        *buf.add(n) = 0;
+    }
+    Ok(())
+}
+
+pub(crate) unsafe extern "C" fn cu_init(flags: c_uint) -> CUresult {
+    guard(|| {
+        let c = session()?;
+        INIT.get_or_init(|| c.call::<InitReply>(&Request::Init { flags }))
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| *e)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_driver_get_version(v: *mut c_int) -> CUresult {
+    guard(|| {
+        if v.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        out(v, session()?.ack.driver_version)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_device_get_count(n: *mut c_int) -> CUresult {
+    guard(|| out(n, inventory()?.devices.len() as c_int))
+}
+
+pub(crate) unsafe extern "C" fn cu_device_get(d: *mut CUdevice, ordinal: c_int) -> CUresult {
+    guard(|| {
+        device(ordinal)?;
+        out(d, ordinal)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_device_get_name(
+    name: *mut c_char,
+    len: c_int,
+    dev: CUdevice,
+) -> CUresult {
+    guard(|| out_str(name, len, &device(dev)?.name))
+}
+
+pub(crate) unsafe extern "C" fn cu_device_get_uuid(uuid: *mut [u8; 16], dev: CUdevice) -> CUresult {
+    guard(|| out(uuid, device(dev)?.uuid))
+}
+
+pub(crate) unsafe extern "C" fn cu_device_get_pci_bus_id(
+    id: *mut c_char,
+    len: c_int,
+    dev: CUdevice,
+) -> CUresult {
+    guard(|| out_str(id, len, &device(dev)?.pci_bus_id))
+}
+
+pub(crate) unsafe extern "C" fn cu_device_total_mem(bytes: *mut usize, dev: CUdevice) -> CUresult {
+    guard(|| out(bytes, device(dev)?.total_mem as usize))
+}
+
+/// The legacy `unsigned int` variant: saturates like the real driver.
+pub(crate) unsafe extern "C" fn cu_device_total_mem_v1(bytes: *mut c_uint, dev: CUdevice) -> CUresult {
+    guard(|| out(bytes, device(dev)?.total_mem.min(u32::MAX as u64) as c_uint))
+}
+
+pub(crate) unsafe extern "C" fn cu_device_get_attribute(
+    v: *mut c_int,
+    attrib: c_int,
+    dev: CUdevice,
+) -> CUresult {
+    guard(|| {
+        let d = device(dev)?;
+        let found = d
+            .attributes
+            .iter()
+            .find(|(a, _)| *a == attrib)
+            .ok_or(cu::INVALID_VALUE)?;
+        out(v, found.1)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_device_primary_ctx_retain(
+    pctx: *mut CUcontext,
+    dev: CUdevice,
+) -> CUresult {
+    guard(|| {
+        if pctx.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        device(dev)?;
+        let handle = session()?.call::<u64>(&Request::PrimaryCtxRetain { dev })?;
+        let mut p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+        let e = p
+            .get_or_insert_with(HashMap::new)
+            .entry(dev)
+            .or_insert((handle, 0));
+        e.1 += 1;
+        out(pctx, handle as CUcontext)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_device_primary_ctx_release(dev: CUdevice) -> CUresult {
+    guard(|| {
+        device(dev)?;
+        session()?.call::<()>(&Request::PrimaryCtxRelease { dev })?;
+        let mut p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = p.get_or_insert_with(HashMap::new).get_mut(&dev) {
+            e.1 = e.1.saturating_sub(1);
+        }
+        Ok(())
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_device_primary_ctx_get_state(
+    dev: CUdevice,
+    flags: *mut c_uint,
+    active: *mut c_int,
+) -> CUresult {
+    guard(|| {
+        if flags.is_null() || active.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        device(dev)?;
+        let (f, a) = session()?.call::<(u32, i32)>(&Request::PrimaryCtxGetState { dev })?;
+        out(flags, f)?;
+        out(active, a)
+    })
+}
+
+fn known_ctx(handle: u64) -> Option<CUdevice> {
+    let p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+    p.as_ref()?
+        .iter()
+        .find(|(_, (h, n))| *h == handle && *n > 0)
+        .map(|(d, _)| *d)
+}
+
+pub(crate) unsafe extern "C" fn cu_ctx_get_current(pctx: *mut CUcontext) -> CUresult {
+    guard(|| {
+        inventory()?;
+        out(pctx, CURRENT.with(Cell::get) as CUcontext)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_ctx_set_current(ctx: CUcontext) -> CUresult {
+    guard(|| {
+        inventory()?;
+        let h = ctx as u64;
+        if h != 0 && known_ctx(h).is_none() {
+            return Err(cu::INVALID_CONTEXT);
+        }
+        CURRENT.with(|c| c.set(h));
+        Ok(())
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_ctx_get_device(dev: *mut CUdevice) -> CUresult {
+    guard(|| {
+        let h = current_ctx()?;
+        out(dev, known_ctx(h).ok_or(cu::INVALID_CONTEXT)?)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_ctx_synchronize() -> CUresult {
+    guard(|| {
+        let ctx = current_ctx()?;
+        session()?.call::<()>(&Request::CtxSynchronize { ctx })
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_mem_alloc(dptr: *mut CUdeviceptr, size: usize) -> CUresult {
+    guard(|| {
+        if dptr.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        let ctx = current_ctx()?;
+        let p = session()?.call::<u64>(&Request::MemAlloc {
+            ctx,
+            size: size as u64,
+        })?;
+        out(dptr, p)
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_mem_free(dptr: CUdeviceptr) -> CUresult {
+    guard(|| {
+        let ctx = current_ctx()?;
+        if dptr == 0 {
+            return Ok(());
+        }
+        session()?.call::<()>(&Request::MemFree { ctx, ptr: dptr })
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_mem_get_info(free: *mut usize, total: *mut usize) -> CUresult {
+    guard(|| {
+        if free.is_null() || total.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        let ctx = current_ctx()?;
+        let (f, t) = session()?.call::<(u64, u64)>(&Request::MemGetInfo { ctx })?;
+        out(free, f as usize)?;
+        out(total, t as usize)
+    })
+}
+
+/// Borrows the application's host buffer for the duration of a call.
+fn host<'a>(p: *const c_void, n: usize) -> Result<&'a [u8], CUresult> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(cu::INVALID_VALUE);
+    }
+    // SAFETY: the CUDA contract: `p` points to `n` readable bytes for the call.
+    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) })
+}
+
+fn host_mut<'a>(p: *mut c_void, n: usize) -> Result<&'a mut [u8], CUresult> {
+    if n == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(cu::INVALID_VALUE);
+    }
+    // SAFETY: the CUDA contract: `p` points to `n` writable bytes for the call.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.cast::<u8>(), n) })
+}
+
+fn htod(
+    dst: CUdeviceptr,
+    src: *const c_void,
+    n: usize,
+    stream: Option<CUstream>,
+) -> Result<(), CUresult> {
+    let ctx = current_ctx()?;
+    let stream = stream.map(stream_arg).transpose()?;
+    session()?.copy_to_device(ctx, stream, dst, host(src, n)?)
+}
+
+fn dtoh(
+    dst: *mut c_void,
+    src: CUdeviceptr,
+    n: usize,
+    stream: Option<CUstream>,
+) -> Result<(), CUresult> {
+    let ctx = current_ctx()?;
+    let stream = stream.map(stream_arg).transpose()?;
+    session()?.copy_from_device(ctx, stream, src, host_mut(dst, n)?)
+}
+
+fn dtod(
+    dst: CUdeviceptr,
+    src: CUdeviceptr,
+    n: usize,
+    stream: Option<CUstream>,
+) -> Result<(), CUresult> {
+    let ctx = current_ctx()?;
+    let s = stream.map(stream_arg).transpose()?;
+    let req = Request::MemcpyDtoD {
+        ctx,
+        stream: s,
+        dst,
+        src,
+        size: n as u64,
+    };
+    match s {
+        Some(_) => session()?.enqueue(&req),
+        None => session()?.call::<()>(&req),
+    }
+}
+
+pub(crate) unsafe extern "C" fn cu_memcpy_htod(
+    dst: CUdeviceptr,
+    src: *const c_void,
+    n: usize,
+) -> CUresult {
+    guard(|| htod(dst, src, n, None))
+}
+pub(crate) unsafe extern "C" fn cu_memcpy_htod_async(
+    dst: CUdeviceptr,
+    src: *const c_void,
+    n: usize,
+    s: CUstream,
+) -> CUresult {
+    guard(|| htod(dst, src, n, Some(s)))
+}
+pub(crate) unsafe extern "C" fn cu_memcpy_dtoh(dst: *mut c_void, src: CUdeviceptr, n: usize) -> CUresult {
+    guard(|| dtoh(dst, src, n, None))
+}
+/// Device-to-host data must be in place before the application can observe
+/// completion, so the async form waits for its data too.
+pub(crate) unsafe extern "C" fn cu_memcpy_dtoh_async(
+    dst: *mut c_void,
+    src: CUdeviceptr,
+    n: usize,
+    s: CUstream,
+) -> CUresult {
+    guard(|| dtoh(dst, src, n, Some(s)))
+}
+pub(crate) unsafe extern "C" fn cu_memcpy_dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> CUresult {
+    guard(|| dtod(dst, src, n, None))
+}
+pub(crate) unsafe extern "C" fn cu_memcpy_dtod_async(
+    dst: CUdeviceptr,
+    src: CUdeviceptr,
+    n: usize,
+    s: CUstream,
+) -> CUresult {
+    guard(|| dtod(dst, src, n, Some(s)))
+}
+
+pub(crate) unsafe extern "C" fn cu_memset_d8(dst: CUdeviceptr, value: u8, count: usize) -> CUresult {
+    guard(|| {
+        let ctx = current_ctx()?;
+        session()?.call::<()>(&Request::MemsetD8 {
+            ctx,
+            dst,
+            value,
+            count: count as u64,
+        })
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_memset_d32(dst: CUdeviceptr, value: c_uint, count: usize) -> CUresult {
+    guard(|| {
+        let ctx = current_ctx()?;
+        session()?.call::<()>(&Request::MemsetD32 {
+            ctx,
+            dst,
+            value,
+            count: count as u64,
+        })
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_get_error_string(code: CUresult, s: *mut *const c_char) -> CUresult {
+    guard(|| {
+        let (_, text) = cuda_error(code).ok_or(cu::INVALID_VALUE)?;
+        out(s, text.as_ptr().cast())
+    })
+}
+
+pub(crate) unsafe extern "C" fn cu_get_error_name(code: CUresult, s: *mut *const c_char) -> CUresult {
+    guard(|| {
+        let (name, _) = cuda_error(code).ok_or(cu::INVALID_VALUE)?;
+        out(s, name.as_ptr().cast())
+    })
+}
+
+/// Sends Goodbye at process exit so the worker frees the session at once.
+pub(crate) extern "C" fn at_exit() {
+    if let Some(c) = existing() {
+        c.goodbye();
+    }
+}
