@@ -165,7 +165,10 @@ pub(crate) unsafe extern "C" fn cu_device_total_mem(bytes: *mut usize, dev: CUde
 }
 
 /// The legacy `unsigned int` variant: saturates like the real driver.
-pub(crate) unsafe extern "C" fn cu_device_total_mem_v1(bytes: *mut c_uint, dev: CUdevice) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_device_total_mem_v1(
+    bytes: *mut c_uint,
+    dev: CUdevice,
+) -> CUresult {
     guard(|| out(bytes, device(dev)?.total_mem.min(u32::MAX as u64) as c_uint))
 }
 
@@ -391,7 +394,11 @@ pub(crate) unsafe extern "C" fn cu_memcpy_htod_async(
 ) -> CUresult {
     guard(|| htod(dst, src, n, Some(s)))
 }
-pub(crate) unsafe extern "C" fn cu_memcpy_dtoh(dst: *mut c_void, src: CUdeviceptr, n: usize) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_memcpy_dtoh(
+    dst: *mut c_void,
+    src: CUdeviceptr,
+    n: usize,
+) -> CUresult {
     guard(|| dtoh(dst, src, n, None))
 }
 /// Device-to-host data must be in place before the application can observe
@@ -404,7 +411,11 @@ pub(crate) unsafe extern "C" fn cu_memcpy_dtoh_async(
 ) -> CUresult {
     guard(|| dtoh(dst, src, n, Some(s)))
 }
-pub(crate) unsafe extern "C" fn cu_memcpy_dtod(dst: CUdeviceptr, src: CUdeviceptr, n: usize) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_memcpy_dtod(
+    dst: CUdeviceptr,
+    src: CUdeviceptr,
+    n: usize,
+) -> CUresult {
     guard(|| dtod(dst, src, n, None))
 }
 pub(crate) unsafe extern "C" fn cu_memcpy_dtod_async(
@@ -416,7 +427,11 @@ pub(crate) unsafe extern "C" fn cu_memcpy_dtod_async(
     guard(|| dtod(dst, src, n, Some(s)))
 }
 
-pub(crate) unsafe extern "C" fn cu_memset_d8(dst: CUdeviceptr, value: u8, count: usize) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_memset_d8(
+    dst: CUdeviceptr,
+    value: u8,
+    count: usize,
+) -> CUresult {
     guard(|| {
         let ctx = current_ctx()?;
         session()?.call::<()>(&Request::MemsetD8 {
@@ -428,7 +443,11 @@ pub(crate) unsafe extern "C" fn cu_memset_d8(dst: CUdeviceptr, value: u8, count:
     })
 }
 
-pub(crate) unsafe extern "C" fn cu_memset_d32(dst: CUdeviceptr, value: c_uint, count: usize) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_memset_d32(
+    dst: CUdeviceptr,
+    value: c_uint,
+    count: usize,
+) -> CUresult {
     guard(|| {
         let ctx = current_ctx()?;
         session()?.call::<()>(&Request::MemsetD32 {
@@ -440,14 +459,20 @@ pub(crate) unsafe extern "C" fn cu_memset_d32(dst: CUdeviceptr, value: c_uint, c
     })
 }
 
-pub(crate) unsafe extern "C" fn cu_get_error_string(code: CUresult, s: *mut *const c_char) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_get_error_string(
+    code: CUresult,
+    s: *mut *const c_char,
+) -> CUresult {
     guard(|| {
         let (_, text) = cuda_error(code).ok_or(cu::INVALID_VALUE)?;
         out(s, text.as_ptr().cast())
     })
 }
 
-pub(crate) unsafe extern "C" fn cu_get_error_name(code: CUresult, s: *mut *const c_char) -> CUresult {
+pub(crate) unsafe extern "C" fn cu_get_error_name(
+    code: CUresult,
+    s: *mut *const c_char,
+) -> CUresult {
     guard(|| {
         let (name, _) = cuda_error(code).ok_or(cu::INVALID_VALUE)?;
         out(s, name.as_ptr().cast())
@@ -459,4 +484,54 @@ pub(crate) extern "C" fn at_exit() {
     if let Some(c) = existing() {
         c.goodbye();
     }
+}
+
+/// Points the export slots of the functions implemented here at them.
+pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
+    use crate::Entry;
+    use tf_api::cuda_fn as c;
+    set(c::cuInit, cu_init as Entry);
+    set(c::cuDriverGetVersion, cu_driver_get_version as Entry);
+    set(c::cuDeviceGetCount, cu_device_get_count as Entry);
+    set(c::cuDeviceGet, cu_device_get as Entry);
+    set(c::cuDeviceGetName, cu_device_get_name as Entry);
+    set(c::cuDeviceGetUuid, cu_device_get_uuid as Entry);
+    set(c::cuDeviceGetUuid_v2, cu_device_get_uuid as Entry);
+    set(c::cuDeviceGetPCIBusId, cu_device_get_pci_bus_id as Entry);
+    set(c::cuDeviceGetAttribute, cu_device_get_attribute as Entry);
+    set(c::cuDeviceTotalMem_v2, cu_device_total_mem as Entry);
+    set(c::cuDeviceTotalMem, cu_device_total_mem_v1 as Entry);
+    set(
+        c::cuDevicePrimaryCtxRetain,
+        cu_device_primary_ctx_retain as Entry,
+    );
+    set(
+        c::cuDevicePrimaryCtxRelease,
+        cu_device_primary_ctx_release as Entry,
+    );
+    set(
+        c::cuDevicePrimaryCtxRelease_v2,
+        cu_device_primary_ctx_release as Entry,
+    );
+    set(
+        c::cuDevicePrimaryCtxGetState,
+        cu_device_primary_ctx_get_state as Entry,
+    );
+    set(c::cuCtxGetCurrent, cu_ctx_get_current as Entry);
+    set(c::cuCtxSetCurrent, cu_ctx_set_current as Entry);
+    set(c::cuCtxGetDevice, cu_ctx_get_device as Entry);
+    set(c::cuCtxSynchronize, cu_ctx_synchronize as Entry);
+    set(c::cuMemAlloc_v2, cu_mem_alloc as Entry);
+    set(c::cuMemFree_v2, cu_mem_free as Entry);
+    set(c::cuMemGetInfo_v2, cu_mem_get_info as Entry);
+    set(c::cuMemcpyHtoD_v2, cu_memcpy_htod as Entry);
+    set(c::cuMemcpyHtoDAsync_v2, cu_memcpy_htod_async as Entry);
+    set(c::cuMemcpyDtoH_v2, cu_memcpy_dtoh as Entry);
+    set(c::cuMemcpyDtoHAsync_v2, cu_memcpy_dtoh_async as Entry);
+    set(c::cuMemcpyDtoD_v2, cu_memcpy_dtod as Entry);
+    set(c::cuMemcpyDtoDAsync_v2, cu_memcpy_dtod_async as Entry);
+    set(c::cuMemsetD8_v2, cu_memset_d8 as Entry);
+    set(c::cuMemsetD32_v2, cu_memset_d32 as Entry);
+    set(c::cuGetErrorString, cu_get_error_string as Entry);
+    set(c::cuGetErrorName, cu_get_error_name as Entry);
 }

@@ -21,9 +21,10 @@ mod unsupported;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
-use tf_api::{cuda_fn as c, nvml_fn as n, CUDA_API_HASH, CUDA_COUNT, NVML_API_HASH, NVML_COUNT};
+use tf_api::{CUDA_API_HASH, CUDA_COUNT, NVML_API_HASH, NVML_COUNT};
 
-type Entry = *const c_void;
+/// An address stored in an export slot.
+pub(crate) type Entry = *const c_void;
 
 struct Table<const N: usize>([Entry; N]);
 // SAFETY: the table holds addresses of functions, immutable once built.
@@ -37,51 +38,7 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
         let mut t: [Entry; CUDA_COUNT] =
             std::array::from_fn(|i| generated::stubs::CUDA_STUBS[i] as Entry);
         let mut set = |i: usize, f: Entry| t[i] = f;
-        use cuda::*;
-        set(c::cuInit, cu_init as Entry);
-        set(c::cuDriverGetVersion, cu_driver_get_version as Entry);
-        set(c::cuDeviceGetCount, cu_device_get_count as Entry);
-        set(c::cuDeviceGet, cu_device_get as Entry);
-        set(c::cuDeviceGetName, cu_device_get_name as Entry);
-        set(c::cuDeviceGetUuid, cu_device_get_uuid as Entry);
-        set(c::cuDeviceGetUuid_v2, cu_device_get_uuid as Entry);
-        set(c::cuDeviceGetPCIBusId, cu_device_get_pci_bus_id as Entry);
-        set(c::cuDeviceGetAttribute, cu_device_get_attribute as Entry);
-        set(c::cuDeviceTotalMem_v2, cu_device_total_mem as Entry);
-        set(c::cuDeviceTotalMem, cu_device_total_mem_v1 as Entry);
-        set(
-            c::cuDevicePrimaryCtxRetain,
-            cu_device_primary_ctx_retain as Entry,
-        );
-        set(
-            c::cuDevicePrimaryCtxRelease,
-            cu_device_primary_ctx_release as Entry,
-        );
-        set(
-            c::cuDevicePrimaryCtxRelease_v2,
-            cu_device_primary_ctx_release as Entry,
-        );
-        set(
-            c::cuDevicePrimaryCtxGetState,
-            cu_device_primary_ctx_get_state as Entry,
-        );
-        set(c::cuCtxGetCurrent, cu_ctx_get_current as Entry);
-        set(c::cuCtxSetCurrent, cu_ctx_set_current as Entry);
-        set(c::cuCtxGetDevice, cu_ctx_get_device as Entry);
-        set(c::cuCtxSynchronize, cu_ctx_synchronize as Entry);
-        set(c::cuMemAlloc_v2, cu_mem_alloc as Entry);
-        set(c::cuMemFree_v2, cu_mem_free as Entry);
-        set(c::cuMemGetInfo_v2, cu_mem_get_info as Entry);
-        set(c::cuMemcpyHtoD_v2, cu_memcpy_htod as Entry);
-        set(c::cuMemcpyHtoDAsync_v2, cu_memcpy_htod_async as Entry);
-        set(c::cuMemcpyDtoH_v2, cu_memcpy_dtoh as Entry);
-        set(c::cuMemcpyDtoHAsync_v2, cu_memcpy_dtoh_async as Entry);
-        set(c::cuMemcpyDtoD_v2, cu_memcpy_dtod as Entry);
-        set(c::cuMemcpyDtoDAsync_v2, cu_memcpy_dtod_async as Entry);
-        set(c::cuMemsetD8_v2, cu_memset_d8 as Entry);
-        set(c::cuMemsetD32_v2, cu_memset_d32 as Entry);
-        set(c::cuGetErrorString, cu_get_error_string as Entry);
-        set(c::cuGetErrorName, cu_get_error_name as Entry);
+        cuda::register(&mut set);
         Table(t)
     })
     .0
@@ -93,32 +50,7 @@ fn nvml_table() -> &'static [Entry; NVML_COUNT] {
         let mut t: [Entry; NVML_COUNT] =
             std::array::from_fn(|i| generated::stubs::NVML_STUBS[i] as Entry);
         let mut set = |i: usize, f: Entry| t[i] = f;
-        use nvml::*;
-        set(n::nvmlInit_v2, nvml_init as Entry);
-        set(n::nvmlInit, nvml_init as Entry);
-        set(n::nvmlInitWithFlags, nvml_init_with_flags as Entry);
-        set(n::nvmlShutdown, nvml_shutdown as Entry);
-        set(n::nvmlDeviceGetCount_v2, nvml_device_get_count as Entry);
-        set(n::nvmlDeviceGetCount, nvml_device_get_count as Entry);
-        set(
-            n::nvmlDeviceGetHandleByIndex_v2,
-            nvml_device_get_handle_by_index as Entry,
-        );
-        set(
-            n::nvmlDeviceGetHandleByIndex,
-            nvml_device_get_handle_by_index as Entry,
-        );
-        set(n::nvmlDeviceGetName, nvml_device_get_name as Entry);
-        set(n::nvmlDeviceGetUUID, nvml_device_get_uuid as Entry);
-        set(
-            n::nvmlDeviceGetMemoryInfo,
-            nvml_device_get_memory_info as Entry,
-        );
-        set(
-            n::nvmlSystemGetDriverVersion,
-            nvml_system_get_driver_version as Entry,
-        );
-        set(n::nvmlErrorString, nvml_error_string as Entry);
+        nvml::register(&mut set);
         Table(t)
     })
     .0

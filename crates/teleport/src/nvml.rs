@@ -173,10 +173,44 @@ pub(crate) unsafe extern "C" fn nvml_device_get_memory_info(
     })
 }
 
-pub(crate) unsafe extern "C" fn nvml_system_get_driver_version(v: *mut c_char, len: c_uint) -> NvmlReturn {
+pub(crate) unsafe extern "C" fn nvml_system_get_driver_version(
+    v: *mut c_char,
+    len: c_uint,
+) -> NvmlReturn {
     guard(|| out_str(v, len, &state()?.info.driver_version))
 }
 
 pub(crate) unsafe extern "C" fn nvml_error_string(code: NvmlReturn) -> *const c_char {
     tf_protocol::status::nvml_error_string(code).as_ptr().cast()
+}
+
+/// Points the export slots of the functions implemented here at them.
+pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
+    use crate::Entry;
+    use tf_api::nvml_fn as n;
+    set(n::nvmlInit_v2, nvml_init as Entry);
+    set(n::nvmlInit, nvml_init as Entry);
+    set(n::nvmlInitWithFlags, nvml_init_with_flags as Entry);
+    set(n::nvmlShutdown, nvml_shutdown as Entry);
+    set(n::nvmlDeviceGetCount_v2, nvml_device_get_count as Entry);
+    set(n::nvmlDeviceGetCount, nvml_device_get_count as Entry);
+    set(
+        n::nvmlDeviceGetHandleByIndex_v2,
+        nvml_device_get_handle_by_index as Entry,
+    );
+    set(
+        n::nvmlDeviceGetHandleByIndex,
+        nvml_device_get_handle_by_index as Entry,
+    );
+    set(n::nvmlDeviceGetName, nvml_device_get_name as Entry);
+    set(n::nvmlDeviceGetUUID, nvml_device_get_uuid as Entry);
+    set(
+        n::nvmlDeviceGetMemoryInfo,
+        nvml_device_get_memory_info as Entry,
+    );
+    set(
+        n::nvmlSystemGetDriverVersion,
+        nvml_system_get_driver_version as Entry,
+    );
+    set(n::nvmlErrorString, nvml_error_string as Entry);
 }
