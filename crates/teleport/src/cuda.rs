@@ -49,11 +49,11 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<(), CUresult>) -> CUresult {
     }
 }
 
-fn session() -> Result<&'static Client, CUresult> {
+pub(crate) fn session() -> Result<&'static Client, CUresult> {
     client().map_err(|e| e.cuda())
 }
 
-fn inventory() -> Result<&'static InitReply, CUresult> {
+pub(crate) fn inventory() -> Result<&'static InitReply, CUresult> {
     match INIT.get() {
         Some(Ok(r)) => Ok(r),
         Some(Err(e)) => Err(*e),
@@ -61,7 +61,7 @@ fn inventory() -> Result<&'static InitReply, CUresult> {
     }
 }
 
-fn device(dev: CUdevice) -> Result<&'static tf_protocol::DeviceInfo, CUresult> {
+pub(crate) fn device(dev: CUdevice) -> Result<&'static tf_protocol::DeviceInfo, CUresult> {
     let inv = inventory()?;
     usize::try_from(dev)
         .ok()
@@ -69,7 +69,7 @@ fn device(dev: CUdevice) -> Result<&'static tf_protocol::DeviceInfo, CUresult> {
         .ok_or(cu::INVALID_DEVICE)
 }
 
-fn current_ctx() -> Result<u64, CUresult> {
+pub(crate) fn current_ctx() -> Result<u64, CUresult> {
     inventory()?;
     match CURRENT.with(Cell::get) {
         0 => Err(cu::INVALID_CONTEXT),
@@ -78,7 +78,7 @@ fn current_ctx() -> Result<u64, CUresult> {
 }
 
 /// Streams: only the default streams exist until stream creation is remoted.
-fn stream_arg(s: CUstream) -> Result<u64, CUresult> {
+pub(crate) fn stream_arg(s: CUstream) -> Result<u64, CUresult> {
     match s as usize {
         0 | STREAM_LEGACY | STREAM_PER_THREAD => Ok(s as u64),
         _ => Err(cu::INVALID_HANDLE),
@@ -86,7 +86,7 @@ fn stream_arg(s: CUstream) -> Result<u64, CUresult> {
 }
 
 /// Writes through an out-pointer supplied by the application.
-fn out<T>(p: *mut T, v: T) -> Result<(), CUresult> {
+pub(crate) fn out<T>(p: *mut T, v: T) -> Result<(), CUresult> {
     if p.is_null() {
         return Err(cu::INVALID_VALUE);
     }
@@ -97,7 +97,7 @@ fn out<T>(p: *mut T, v: T) -> Result<(), CUresult> {
 }
 
 /// Copies a NUL-terminated string into a caller buffer of `len` bytes, truncating.
-fn out_str(buf: *mut c_char, len: c_int, s: &str) -> Result<(), CUresult> {
+pub(crate) fn out_str(buf: *mut c_char, len: c_int, s: &str) -> Result<(), CUresult> {
     if buf.is_null() || len <= 0 {
         return Err(cu::INVALID_VALUE);
     }
@@ -236,7 +236,7 @@ pub(crate) unsafe extern "C" fn cu_device_primary_ctx_get_state(
     })
 }
 
-fn known_ctx(handle: u64) -> Option<CUdevice> {
+pub(crate) fn known_ctx(handle: u64) -> Option<CUdevice> {
     let p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
     p.as_ref()?
         .iter()
@@ -314,7 +314,7 @@ pub(crate) unsafe extern "C" fn cu_mem_get_info(free: *mut usize, total: *mut us
 }
 
 /// Borrows the application's host buffer for the duration of a call.
-fn host<'a>(p: *const c_void, n: usize) -> Result<&'a [u8], CUresult> {
+pub(crate) fn host<'a>(p: *const c_void, n: usize) -> Result<&'a [u8], CUresult> {
     if n == 0 {
         return Ok(&[]);
     }
@@ -325,7 +325,7 @@ fn host<'a>(p: *const c_void, n: usize) -> Result<&'a [u8], CUresult> {
     Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) })
 }
 
-fn host_mut<'a>(p: *mut c_void, n: usize) -> Result<&'a mut [u8], CUresult> {
+pub(crate) fn host_mut<'a>(p: *mut c_void, n: usize) -> Result<&'a mut [u8], CUresult> {
     if n == 0 {
         return Ok(&mut []);
     }

@@ -10,8 +10,10 @@
 //! once and answer `*_ERROR_NOT_SUPPORTED` (see `unsupported`).
 
 pub mod client;
+mod ctx;
 mod cuda;
 pub mod error;
+mod exec;
 mod nvml;
 mod generated {
     pub(crate) mod stubs;
@@ -39,6 +41,8 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
             std::array::from_fn(|i| generated::stubs::CUDA_STUBS[i] as Entry);
         let mut set = |i: usize, f: Entry| t[i] = f;
         cuda::register(&mut set);
+        ctx::register(&mut set);
+        exec::register(&mut set);
         Table(t)
     })
     .0

@@ -77,6 +77,10 @@ impl RealBackend {
     }
 }
 
+impl tf_worker_core::NvmlBackend for RealBackend {}
+impl tf_worker_core::CtxBackend for RealBackend {}
+impl tf_worker_core::ExecBackend for RealBackend {}
+
 impl Backend for RealBackend {
     fn describe(&self) -> String {
         let version = match self.cuda.driver_version() {

@@ -5,8 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod ctx_msgs;
+pub mod exec_msgs;
 pub mod frame;
 pub mod messages;
+pub mod nvml_msgs;
 pub mod status;
 
 pub use codec::{Reader, Writer};

@@ -120,6 +120,12 @@ pub enum Request<'a> {
     NvmlMemoryInfo {
         index: u32,
     },
+    /// NVML device and system queries (`nvml_msgs`).
+    Nvml(crate::nvml_msgs::NvmlRequest<'a>),
+    /// Context and start-up control calls (`ctx_msgs`).
+    Ctx(crate::ctx_msgs::CtxRequest<'a>),
+    /// Modules, kernels, streams, events, graphs (`exec_msgs`).
+    Exec(crate::exec_msgs::ExecRequest<'a>),
 }
 
 impl<'a> Request<'a> {
@@ -154,6 +160,9 @@ impl<'a> Request<'a> {
             Request::NvmlInit => op::nvmlInit_v2,
             Request::NvmlShutdown => op::nvmlShutdown,
             Request::NvmlMemoryInfo { .. } => op::nvmlDeviceGetMemoryInfo,
+            Request::Nvml(r) => r.opcode(),
+            Request::Ctx(r) => r.opcode(),
+            Request::Exec(r) => r.opcode(),
         }
     }
 
@@ -238,6 +247,9 @@ impl<'a> Request<'a> {
             Request::NvmlMemoryInfo { index } => {
                 w.u32(*index);
             }
+            Request::Nvml(r) => bulk = r.encode(&mut w),
+            Request::Ctx(r) => bulk = r.encode(&mut w),
+            Request::Exec(r) => bulk = r.encode(&mut w),
         }
         (w.finish(), bulk)
     }
@@ -323,7 +335,18 @@ impl<'a> Request<'a> {
             op::nvmlInit_v2 => Request::NvmlInit,
             op::nvmlShutdown => Request::NvmlShutdown,
             op::nvmlDeviceGetMemoryInfo => Request::NvmlMemoryInfo { index: r.u32()? },
-            other => return Err(ProtocolError::UnknownOpcode(other)),
+            other => {
+                if let Some(r) = crate::nvml_msgs::NvmlRequest::decode(other, payload) {
+                    return r.map(Request::Nvml);
+                }
+                if let Some(r) = crate::ctx_msgs::CtxRequest::decode(other, payload) {
+                    return r.map(Request::Ctx);
+                }
+                if let Some(r) = crate::exec_msgs::ExecRequest::decode(other, payload) {
+                    return r.map(Request::Exec);
+                }
+                return Err(ProtocolError::UnknownOpcode(other));
+            }
         };
         r.end()?;
         Ok(req)

@@ -102,6 +102,10 @@ fn lock(b: &Block) -> std::sync::MutexGuard<'_, Vec<u8>> {
     b.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+impl tf_worker_core::NvmlBackend for HostBackend {}
+impl tf_worker_core::CtxBackend for HostBackend {}
+impl tf_worker_core::ExecBackend for HostBackend {}
+
 impl Backend for HostBackend {
     fn describe(&self) -> String {
         format!(

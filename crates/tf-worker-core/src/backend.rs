@@ -14,7 +14,11 @@ pub type BackendCtx = u64;
 
 /// Executes calls for all sessions. Methods take `&self` and are called from
 /// one thread per session at once, so implementations synchronize internally.
-pub trait Backend: Send + Sync {
+/// The domain traits (`NvmlBackend`, `CtxBackend`, `ExecBackend`) carry the
+/// methods of later domains, each with a `NOT_SUPPORTED` default.
+pub trait Backend:
+    Send + Sync + crate::NvmlBackend + crate::CtxBackend + crate::ExecBackend
+{
     /// Shown in logs and the handshake, e.g. `cuda 13.0 (/usr/lib/.../libcuda.so.1)`.
     fn describe(&self) -> String;
     fn driver_version(&self) -> BResult<i32>;

@@ -5,8 +5,14 @@
 
 pub mod backend;
 pub mod cli;
+pub mod ctx;
+pub mod exec;
+pub mod nvml;
 pub mod session;
 pub mod worker;
 
 pub use backend::{BResult, Backend, BackendCtx, Status};
+pub use ctx::CtxBackend;
+pub use exec::ExecBackend;
+pub use nvml::NvmlBackend;
 pub use worker::{serve_connection, Worker};

@@ -43,16 +43,19 @@ pub enum Outcome {
 
 pub struct Session {
     pub id: u64,
-    worker: Arc<Worker>,
+    pub(crate) worker: Arc<Worker>,
     hello_done: bool,
     /// Primary-context retains this session holds, per device.
-    retained: HashMap<i32, u32>,
+    pub(crate) retained: HashMap<i32, u32>,
     /// Device allocations: start → (size, context).
-    allocs: BTreeMap<u64, (u64, BackendCtx)>,
+    pub(crate) allocs: BTreeMap<u64, (u64, BackendCtx)>,
     /// First error of an enqueue call, reported by the next synchronous call.
     deferred: Status,
     devices: usize,
     peer: String,
+    pub(crate) nvml: crate::nvml::NvmlState,
+    pub(crate) ctxs: crate::ctx::CtxState,
+    pub(crate) exec: crate::exec::ExecState,
 }
 
 impl Session {
@@ -67,6 +70,9 @@ impl Session {
             deferred: 0,
             devices: 0,
             peer,
+            nvml: Default::default(),
+            ctxs: Default::default(),
+            exec: Default::default(),
         }
     }
 
@@ -120,14 +126,14 @@ impl Session {
     }
 
     /// A synchronous call first reports the deferred error of earlier enqueue calls.
-    fn take_deferred(&mut self) -> Result<(), Status> {
+    pub(crate) fn take_deferred(&mut self) -> Result<(), Status> {
         match std::mem::take(&mut self.deferred) {
             0 => Ok(()),
             s => Err(s),
         }
     }
 
-    fn ctx(&self, handle: u64) -> Result<BackendCtx, Status> {
+    pub(crate) fn ctx(&self, handle: u64) -> Result<BackendCtx, Status> {
         if handle & !0xFFFF_FFFF != CTX_TAG {
             return Err(cu::INVALID_CONTEXT);
         }
@@ -142,7 +148,7 @@ impl Session {
     }
 
     /// The range must lie inside one allocation of this session.
-    fn check_range(&self, ptr: u64, len: u64) -> Result<(), Status> {
+    pub(crate) fn check_range(&self, ptr: u64, len: u64) -> Result<(), Status> {
         let end = ptr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
         match self.allocs.range(..=ptr).next_back() {
             Some((start, (size, _))) if end <= start + size => Ok(()),
@@ -282,6 +288,9 @@ impl Session {
             })()),
             Request::NvmlInit => reply(w.nvml_init()),
             Request::NvmlShutdown => reply::<()>(Ok(())),
+            Request::Nvml(r) => crate::nvml::dispatch(self, r),
+            Request::Ctx(r) => crate::ctx::dispatch(self, r),
+            Request::Exec(r) => crate::exec::dispatch(self, r),
             Request::NvmlMemoryInfo { index } => reply((|| {
                 let (phys_total, _free, _used) =
                     b.nvml_memory(index)
@@ -291,7 +300,7 @@ impl Session {
         }
     }
 
-    fn check_dev(&self, dev: i32) -> Result<(), Status> {
+    pub(crate) fn check_dev(&self, dev: i32) -> Result<(), Status> {
         if dev < 0 || dev as usize >= self.devices {
             return Err(cu::INVALID_DEVICE);
         }
@@ -321,6 +330,12 @@ impl Drop for Session {
     /// Frees everything the client left behind: a crashed or killed client
     /// must not leak device memory or keep contexts alive.
     fn drop(&mut self) {
+        // Domain state first: streams, modules and the like reference
+        // contexts and memory released below.
+        let w = Arc::clone(&self.worker);
+        self.exec.cleanup(&w);
+        self.ctxs.cleanup(&w);
+        self.nvml.cleanup(&w);
         let n = self.allocs.len();
         let bytes: u64 = self.allocs.values().map(|(s, _)| s).sum();
         for (ptr, (size, c)) in std::mem::take(&mut self.allocs) {

@@ -1,0 +1,36 @@
+//! NVML requests beyond init/shutdown/memory: device queries, system queries.
+//!
+//! Domain module: owns its opcodes (from `tf_api::op`), its request enum and
+//! its reply bodies. `Request::decode` asks [`NvmlRequest::decode`] for every
+//! opcode the core messages do not know.
+
+use crate::ProtocolError;
+
+/// Requests of this domain. Bulk data borrows the frame payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NvmlRequest<'a> {
+    /// Placeholder until the first request of this domain exists; never sent.
+    #[doc(hidden)]
+    _Never(std::marker::PhantomData<&'a ()>),
+}
+
+impl<'a> NvmlRequest<'a> {
+    /// The frame opcode.
+    pub fn opcode(&self) -> u32 {
+        match self {
+            Self::_Never(_) => 0,
+        }
+    }
+
+    /// Encodes the fixed part into `w`; returns bulk data to gather after it.
+    pub fn encode(&self, _w: &mut crate::Writer) -> &'a [u8] {
+        match self {
+            Self::_Never(_) => &[],
+        }
+    }
+
+    /// `None` if `opcode` is not of this domain; else the validated request.
+    pub fn decode(_opcode: u32, _payload: &'a [u8]) -> Option<Result<Self, ProtocolError>> {
+        None
+    }
+}

@@ -1,0 +1,28 @@
+//! Contexts and the control calls cudart makes at start-up (issue 3).
+//!
+//! Domain module of the worker: the backend methods this domain needs (with
+//! `NOT_SUPPORTED` defaults so backends grow one method at a time), the
+//! per-session state it keeps, and the dispatch of its requests.
+
+use tf_protocol::ctx_msgs::CtxRequest;
+
+use crate::session::{Outcome, Session};
+use crate::worker::Worker;
+
+/// What this domain needs from a backend.
+pub trait CtxBackend {}
+
+/// Per-session state of this domain (handle tables and the like).
+#[derive(Debug, Default)]
+pub struct CtxState {}
+
+impl CtxState {
+    /// Frees what a departed session left behind.
+    pub fn cleanup(&mut self, _worker: &Worker) {}
+}
+
+pub(crate) fn dispatch(_s: &mut Session, r: CtxRequest<'_>) -> Outcome {
+    match r {
+        CtxRequest::_Never(_) => Outcome::Close,
+    }
+}
