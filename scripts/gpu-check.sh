@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The whole GPU check in one call on the GPU machine (see docs/compatibility.md).
+# The whole GPU check in one call on the GPU machine (results: docs/compatibility.md).
 #
-# Here (build machine):   scripts/gpu-check.sh prepare      # builds release, fills .gpu/
-# There (device tool):    run command "scripts/gpu-check.sh run" with carry [".gpu"]
+# Here (build machine):   scripts/gpu-check.sh prepare      # release build, fills .gpu/
+# There (device tool):    scripts/gpu-check.sh run [PART...] # with carry [".gpu"]
 #
-# "run" needs no Rust: it compiles the C test program with the host's cc,
-# runs it natively against the real driver, then through the client against
-# the real tensor-fusion-worker over NATIVE and SHMEM (both injection styles,
-# 4 clients at once), checks nvidia-smi shows the worker with its memory,
-# runs the transport benchmark with a native baseline, and writes a summary
-# to $OUT (or .gpu/out when OUT is unset).
+# "run" needs no Rust on the GPU machine. It runs every part in scripts/gpu/
+# (or only those named, e.g. "10-slice"), in order. Each part compares a
+# native run against runs through the client over NATIVE and SHMEM and adds
+# rows to $OUT/summary.md; its raw outputs go to a work folder that ends up
+# as $OUT/raw.tgz (the device tool returns at most 8 files). A part that
+# cannot run says so in a row, never silently.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,94 +20,87 @@ prepare() {
     rm -rf .gpu && mkdir -p .gpu
     cp -r dist .gpu/dist
     cp target/release/tf-bench target/release/tf-test-worker .gpu/
-    cp crates/tf-test-worker/tests/c/slice.c .gpu/
+    cp -r crates/tf-test-worker/tests/c .gpu/c
+    [ -d tests/gpu ] && cp -r tests/gpu .gpu/tests
     du -sh .gpu
 }
 
+# Shared by the parts: paths, a worker launcher and the summary writer.
+setup_env() {
+    export OUT=${OUT:-$PWD/.gpu/out}
+    WORK=/tmp/gpu-check
+    rm -rf "$WORK" && mkdir -p "$OUT" "$WORK"
+    REAL_DIR=/usr/local/nvidia/lib64
+    [ -e "$REAL_DIR/libcuda.so.1" ] || REAL_DIR=$(dirname "$(ldconfig -p | awk '/libcuda.so.1 /{print $NF; exit}')")
+    CLIENT_DIR=$PWD/.gpu/dist/tensor-fusion-client/linux
+    WORKER=$PWD/.gpu/dist/tensor-fusion-worker
+    SUMMARY=$WORK/summary.md
+    export REAL_DIR CLIENT_DIR WORKER SUMMARY WORK
+}
+
+row() { printf '| %s | %s | %s |\n' "$1" "$2" "$3" | tee -a "$SUMMARY"; }
+
+# start_worker native|shmem LOG [ENV=VALUE...]: starts a real worker in the
+# background, sets WORKER_PID and INFO (the client's connection info).
+start_worker() {
+    local net=$1 log=$2
+    shift 2
+    if [ "$net" = native ]; then
+        env TF_ENABLE_LOG=1 "$@" setsid "$WORKER" -n native -p 23456 >"$log" 2>&1 &
+        INFO=native+127.0.0.1+23456+0
+    else
+        env TF_ENABLE_LOG=1 "$@" setsid "$WORKER" -n shmem -m /tf_gpu_check -M 256 >"$log" 2>&1 &
+        INFO=shmem+/dev/shm/tf_gpu_check+256+0
+    fi
+    WORKER_PID=$!
+    for _ in $(seq 100); do grep -q listening "$log" && return 0; sleep 0.1; done
+    echo "worker did not start: $(tail -3 "$log")"
+    return 1
+}
+
+stop_worker() {
+    kill "$WORKER_PID" 2>/dev/null
+    wait "$WORKER_PID" 2>/dev/null
+    rm -f /dev/shm/tf_gpu_check
+}
+
+# through_client [preload] CMD...: runs CMD with the client injected.
+through_client() {
+    if [ "$1" = preload ]; then
+        shift
+        env LD_PRELOAD="$CLIENT_DIR/libteleport.so:$CLIENT_DIR/libcuda.so:$CLIENT_DIR/libnvidia-ml.so" \
+            TENSOR_FUSION_OPERATOR_CONNECTION_INFO="$INFO" "$@"
+    else
+        env LD_LIBRARY_PATH="$CLIENT_DIR" TENSOR_FUSION_OPERATOR_CONNECTION_INFO="$INFO" "$@"
+    fi
+}
+
 run() {
-    local out=${OUT:-.gpu/out}
-    mkdir -p "$out"
-    local real=/usr/local/nvidia/lib64
-    [ -e "$real/libcuda.so.1" ] || real=$(dirname "$(ldconfig -p | awk '/libcuda.so.1 /{print $NF; exit}')")
-    local client=$PWD/.gpu/dist/tensor-fusion-client/linux
-    local worker=$PWD/.gpu/dist/tensor-fusion-worker
-    local summary=$out/summary.md
-    : >"$summary"
-    row() { printf '| %s | %s | %s |\n' "$1" "$2" "$3" | tee -a "$summary"; }
+    setup_env
     {
         echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ)"
+        echo
         nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-        echo "real driver dir: $real"
+        echo "real driver: $REAL_DIR"
         echo
         echo "| check | result | detail |"
         echo "|---|---|---|"
-    } | tee -a "$summary"
-    cc -O1 -o /tmp/slice .gpu/slice.c -ldl || { row build FAIL "cc slice.c"; return 1; }
-
-    # Native baseline: the same program on the real driver.
-    SLICE_NATIVE=1 LD_LIBRARY_PATH=$real /tmp/slice full 268435456 42 >"$out/native.txt" 2>&1
-    local native_rc=$?
-    row "slice, native driver" "$([ $native_rc = 0 ] && echo PASS || echo FAIL)" "$(tail -1 "$out/native.txt")"
-    local want; want=$(tail -1 "$out/native.txt")
-
-    for net in native shmem; do
-        local log=$out/worker-$net.log info
-        if [ $net = native ]; then
-            TF_ENABLE_LOG=1 setsid "$worker" -n native -p 23456 >"$log" 2>&1 &
-            info=native+127.0.0.1+23456+0
-        else
-            TF_ENABLE_LOG=1 setsid "$worker" -n shmem -m /tf_gpu_check -M 256 >"$log" 2>&1 &
-            info=shmem+/dev/shm/tf_gpu_check+256+0
-        fi
-        local wpid=$!
-        for _ in $(seq 100); do grep -q listening "$log" && break; sleep 0.1; done
-        for style in path preload; do
-            local pids=() ok=1
-            for i in 1 2 3 4; do
-                if [ $style = path ]; then
-                    env LD_LIBRARY_PATH=$client TENSOR_FUSION_OPERATOR_CONNECTION_INFO=$info \
-                        /tmp/slice full 268435456 42 >"$out/c-$net-$style-$i.txt" 2>&1 &
-                else
-                    env LD_PRELOAD=$client/libteleport.so:$client/libcuda.so:$client/libnvidia-ml.so \
-                        TENSOR_FUSION_OPERATOR_CONNECTION_INFO=$info \
-                        /tmp/slice full 268435456 42 >"$out/c-$net-$style-$i.txt" 2>&1 &
-                fi
-                pids+=($!)
-            done
-            for p in "${pids[@]}"; do wait "$p" || ok=0; done
-            local got; got=$(tail -q -n1 "$out"/c-$net-$style-*.txt | sort -u)
-            if [ $ok = 1 ] && [ "$got" = "$want" ]; then
-                row "slice ×4, $net, $style" PASS "$got"
-            else
-                row "slice ×4, $net, $style" FAIL "$(tail -q -n1 "$out"/c-$net-$style-*.txt | tr '\n' ' ')"
-            fi
-        done
-        if [ $net = native ]; then
-            # The host's nvidia-smi shows the worker holding a client's memory.
-            env LD_LIBRARY_PATH=$client TENSOR_FUSION_OPERATOR_CONNECTION_INFO=$info \
-                /tmp/slice hold 1073741824 >"$out/hold.txt" 2>&1 &
-            local hpid=$!
-            sleep 3
-            nvidia-smi >"$out/nvidia-smi.txt" 2>&1
-            kill -9 $hpid; wait $hpid 2>/dev/null
-            if grep -q tensor-fusion-worker "$out/nvidia-smi.txt"; then
-                row "nvidia-smi shows the worker" PASS "$(grep tensor-fusion-worker "$out/nvidia-smi.txt" | tr -s ' ' | head -1)"
-            else
-                row "nvidia-smi shows the worker" FAIL "see nvidia-smi.txt"
-            fi
-        fi
-        kill $wpid; wait $wpid 2>/dev/null
+    } | tee "$SUMMARY"
+    local parts=("$@")
+    [ ${#parts[@]} -gt 0 ] || parts=($(ls scripts/gpu/ | sed -n 's/\.sh$//p'))
+    for p in "${parts[@]}"; do
+        mkdir -p "$WORK/$p"
+        PART_OUT=$WORK/$p
+        export PART_OUT
+        # shellcheck disable=SC1090
+        source "scripts/gpu/$p.sh" || row "$p" FAIL "part exited with an error"
     done
-    rm -f /dev/shm/tf_gpu_check
-
-    echo | tee -a "$summary"
-    echo '```' >>"$summary"
-    .gpu/tf-bench --client-dir "$client" --worker "$worker" --native-lib-dir "$real" --iters 20000 --mib 256 2>&1 | tee -a "$summary"
-    echo '```' >>"$summary"
+    cp "$SUMMARY" "$OUT/summary.md"
+    tar czf "$OUT/raw.tgz" -C "$WORK" .
 }
 
 case "${1:-}" in
     prepare) prepare ;;
-    run) run ;;
-    *) echo "usage: $0 prepare|run" >&2; exit 2 ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: $0 prepare | run [PART...]" >&2; exit 2 ;;
 esac
