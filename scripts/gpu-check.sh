@@ -64,8 +64,10 @@ stop_worker() {
     rm -f /dev/shm/tf_gpu_check
 }
 
-# through_client [preload] CMD...: runs CMD with the client injected.
+# through_client [path|preload] CMD...: runs CMD with the client injected
+# through LD_LIBRARY_PATH (default) or the guide's LD_PRELOAD line.
 through_client() {
+    [ "$1" = path ] && shift
     if [ "$1" = preload ]; then
         shift
         env LD_PRELOAD="$CLIENT_DIR/libteleport.so:$CLIENT_DIR/libcuda.so:$CLIENT_DIR/libnvidia-ml.so" \
