@@ -63,6 +63,21 @@ impl Connection {
         }
     }
 
+    /// Sends one frame of `len` payload bytes that `fill` writes in place
+    /// (SHMEM: straight into the ring; TCP: into a reused buffer). Same
+    /// blocking and errors as [`Connection::send`].
+    pub fn send_with(
+        &mut self,
+        header: FrameHeader,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TransportError> {
+        match self {
+            Self::Tcp(c) => c.send_with(header, len, fill),
+            Self::Shm(c) => c.send_with(header, len, fill),
+        }
+    }
+
     /// Waits for the next frame and hands its header and payload to `f`.
     ///
     /// The payload may point into shared memory and is valid only during

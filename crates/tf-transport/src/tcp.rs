@@ -37,6 +37,8 @@ pub struct TcpConnection {
     payload: Vec<u8>,
     /// Reused to gather small frames.
     gather: Vec<u8>,
+    /// Reused by `send_with`.
+    fill_buf: Vec<u8>,
 }
 
 impl TcpConnection {
@@ -59,6 +61,7 @@ impl TcpConnection {
             peer,
             payload: Vec::new(),
             gather: Vec::with_capacity(GATHER_LIMIT),
+            fill_buf: Vec::new(),
         })
     }
 
@@ -93,6 +96,22 @@ impl TcpConnection {
             write_all_vectored(&mut self.writer, &mut slices)
         };
         res.map_err(|source| self.io_error(source))
+    }
+
+    /// See [`crate::Connection::send_with`]: fills a reused buffer, then sends.
+    pub fn send_with(
+        &mut self,
+        header: FrameHeader,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TransportError> {
+        let mut buf = std::mem::take(&mut self.fill_buf);
+        buf.clear();
+        buf.resize(len, 0);
+        fill(&mut buf);
+        let r = self.send(header, &[&buf]);
+        self.fill_buf = buf;
+        r
     }
 
     /// See [`crate::Connection::recv`].

@@ -339,8 +339,24 @@ impl ShmConnection {
     }
 
     /// See [`crate::Connection::send`].
-    pub fn send(&mut self, mut header: FrameHeader, parts: &[&[u8]]) -> Result<(), TransportError> {
+    pub fn send(&mut self, header: FrameHeader, parts: &[&[u8]]) -> Result<(), TransportError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
+        self.send_with(header, len, |dst| {
+            let mut at = 0;
+            for p in parts {
+                dst[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+        })
+    }
+
+    /// See [`crate::Connection::send_with`].
+    pub fn send_with(
+        &mut self,
+        mut header: FrameHeader,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), TransportError> {
         if len > self.max_payload {
             return Err(TransportError::TooLarge {
                 len,
@@ -366,7 +382,7 @@ impl ShmConnection {
             }
         };
         self.tx
-            .write(&head, parts, len, step)
+            .write_with(&head, len, step, fill)
             .map_err(|e| self.ring_error(e))
     }
 

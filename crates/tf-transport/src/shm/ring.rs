@@ -100,12 +100,33 @@ impl Producer {
     /// parts' total `len`) then the parts, straight into the ring. Calls
     /// `step` whenever there is not enough room yet and before publishing;
     /// `step` returning an error aborts the write.
+    #[cfg(test)]
     pub(crate) fn write<E>(
         &mut self,
         header: &[u8; HEADER_LEN],
         parts: &[&[u8]],
         len: usize,
+        step: impl FnMut(Step) -> Result<(), E>,
+    ) -> Result<(), RingError<E>> {
+        self.write_with(header, len, step, |dst| {
+            let mut at = 0;
+            for p in parts {
+                dst[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+        })
+    }
+
+    /// Like [`Producer::write`], but `fill` writes the `len` payload bytes
+    /// in place, so a producer (the worker answering a device-to-host copy)
+    /// can have the data copied straight into the ring with no buffer in
+    /// between.
+    pub(crate) fn write_with<E>(
+        &mut self,
+        header: &[u8; HEADER_LEN],
+        len: usize,
         mut step: impl FnMut(Step) -> Result<(), E>,
+        fill: impl FnOnce(&mut [u8]),
     ) -> Result<(), RingError<E>> {
         let rec = record_len(len);
         if rec > self.cap {
@@ -133,17 +154,13 @@ impl Producer {
         let off = (self.pos % self.cap) as usize;
         // SAFETY: `rec` bytes from `off` are inside the ring (the pad above
         // guarantees `off + rec <= cap`) and released by the consumer
-        // (`wait_room`); the parts total `len` bytes and `HEADER_LEN + len
-        // <= rec`. Sources are caller memory, never the ring, so they do not
-        // overlap it.
+        // (`wait_room`), so until we publish only this producer touches
+        // them; `HEADER_LEN + len <= rec`. Payload sources handed to `fill`
+        // are caller memory, never the ring, so they do not overlap it.
         unsafe {
-            let mut dst = self.data.add(off);
+            let dst = self.data.add(off);
             std::ptr::copy_nonoverlapping(header.as_ptr(), dst, HEADER_LEN);
-            dst = dst.add(HEADER_LEN);
-            for p in parts {
-                std::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len());
-                dst = dst.add(p.len());
-            }
+            fill(std::slice::from_raw_parts_mut(dst.add(HEADER_LEN), len));
         }
         step(Step::Publish).map_err(RingError::Wait)?;
         self.publish(self.pos + rec);
