@@ -1,0 +1,131 @@
+//! Reply bodies of the exec requests (see the parent module).
+
+use super::{bad, count, ParamSlot, MAX_JIT_OPTIONS, MAX_LOG, MAX_PARAMS};
+use crate::codec::{Reader, Writer};
+use crate::{Body, ProtocolError};
+
+/// The answer to a function or kernel lookup: the worker's id and, when the
+/// driver reports it, the parameter layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionReply {
+    pub handle: u64,
+    pub layout: Option<Vec<ParamSlot>>,
+}
+
+impl Body for FunctionReply {
+    fn put(&self, w: &mut Writer) {
+        w.u64(self.handle);
+        match &self.layout {
+            None => {
+                w.u8(0);
+            }
+            Some(l) => {
+                w.u8(1).u32(l.len() as u32);
+                for p in l {
+                    w.u32(p.offset).u32(p.size);
+                }
+            }
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        let handle = r.u64()?;
+        let layout = match r.u8()? {
+            0 => None,
+            1 => {
+                let n = count(r, MAX_PARAMS, "layout")?;
+                let l = (0..n)
+                    .map(|_| {
+                        Ok(ParamSlot {
+                            offset: r.u32()?,
+                            size: r.u32()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ProtocolError>>()?;
+                Some(l)
+            }
+            _ => return Err(bad("function reply", "bad layout flag")),
+        };
+        Ok(Self { handle, layout })
+    }
+}
+
+/// The answer to a load with JIT output options: the load's own status
+/// (the logs matter most when it failed), the option values as the driver
+/// left them (sizes, wall time) and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LoadReply {
+    pub status: u32,
+    pub values: Vec<u64>,
+    pub info_log: Vec<u8>,
+    pub error_log: Vec<u8>,
+}
+
+impl Body for LoadReply {
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.status).u32(self.values.len() as u32);
+        for v in &self.values {
+            w.u64(*v);
+        }
+        w.bytes(&self.info_log).bytes(&self.error_log);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        let status = r.u32()?;
+        let n = count(r, MAX_JIT_OPTIONS, "load reply")?;
+        let values = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
+        let mut log = || -> Result<Vec<u8>, ProtocolError> {
+            let b = r.bytes()?;
+            if b.len() > MAX_LOG {
+                return Err(bad("load reply", "log too long"));
+            }
+            Ok(b.to_vec())
+        };
+        let info_log = log()?;
+        let error_log = log()?;
+        Ok(Self {
+            status,
+            values,
+            info_log,
+            error_log,
+        })
+    }
+}
+
+/// An `int` answer (attributes, priorities).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntReply(pub i32);
+
+impl Body for IntReply {
+    fn put(&self, w: &mut Writer) {
+        w.i32(self.0);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        Ok(Self(r.i32()?))
+    }
+}
+
+/// `cuEventElapsedTime` in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Elapsed(pub f32);
+
+impl Body for Elapsed {
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.0.to_bits());
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        Ok(Self(f32::from_bits(r.u32()?)))
+    }
+}
+
+/// Occupancy answers: `(value, second value)`, e.g. `(min grid, block size)`
+/// for the potential block size, `(blocks, 0)` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OccupancyReply(pub i64, pub i64);
+
+impl Body for OccupancyReply {
+    fn put(&self, w: &mut Writer) {
+        w.u64(self.0 as u64).u64(self.1 as u64);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        Ok(Self(r.u64()? as i64, r.u64()? as i64))
+    }
+}

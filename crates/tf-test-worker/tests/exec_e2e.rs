@@ -1,0 +1,111 @@
+//! End to end, without a GPU: modules, kernels, launches, streams and events
+//! (tests/c/exec.c) through our libcuda.so.1 against `tf-test-worker` over
+//! NATIVE and SHMEM. The host backend cannot run kernels; it validates and
+//! records them, so these tests prove the protocol, handle validation,
+//! deferred errors and cleanup. Kernel results are proven on a GPU by
+//! `tests/gpu/cuda` (scripts/gpu/50-cuda-programs.sh).
+
+mod common;
+
+use std::io::BufRead;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn exec(w: &Worker, inject: Inject, args: &[&str]) -> std::process::Command {
+    client_of(&c_program("exec"), &w.info, inject, args)
+}
+
+fn full(w: &Worker, inject: Inject) {
+    let o = run(exec(w, inject, &["full"]), Duration::from_secs(120));
+    assert_pass(&o);
+}
+
+#[test]
+fn exec_native() {
+    let w = Worker::native(&[]);
+    full(&w, Inject::LibraryPath);
+    full(&w, Inject::Preload);
+}
+
+#[test]
+fn exec_shmem() {
+    let w = Worker::shmem(64, &[]);
+    full(&w, Inject::LibraryPath);
+    full(&w, Inject::Preload);
+}
+
+/// Two clients at once: ids are per session, so equal ids do not collide.
+#[test]
+fn exec_two_clients_at_once() {
+    let w = Worker::native(&[]);
+    let cmds = [
+        exec(&w, Inject::LibraryPath, &["full"]),
+        exec(&w, Inject::Preload, &["full"]),
+    ];
+    let outs: Vec<_> = cmds
+        .into_iter()
+        .map(|c| std::thread::spawn(move || run(c, Duration::from_secs(120))))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    for o in &outs {
+        assert_pass(o);
+    }
+}
+
+/// SIGKILL a client that holds streams, events, modules and a library while
+/// launching: the worker releases all of them, and keeps serving.
+fn killed_client(w: &Worker) {
+    let mut holder = exec(w, Inject::LibraryPath, &["hold"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "holding");
+    std::thread::sleep(Duration::from_millis(200)); // let launches flow
+    holder.kill().unwrap();
+    let killed = Instant::now();
+    holder.wait().unwrap();
+    let released = |w: &Worker| {
+        let log = w.log.lock().unwrap();
+        log.iter()
+            .find(|l| l.contains("released the session's streams, events and modules"))
+            .cloned()
+    };
+    let line = loop {
+        if let Some(l) = released(w) {
+            break l;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(3),
+            "the killed client's streams and modules were not released; log: {:?}",
+            w.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for field in [
+        "streams=3",
+        "events=2",
+        "modules=2",
+        "libraries=1",
+        "failed=0",
+    ] {
+        assert!(line.contains(field), "{field} missing in: {line}");
+    }
+    full(w, Inject::LibraryPath);
+}
+
+#[test]
+fn killed_client_streams_and_modules_are_released_native() {
+    killed_client(&Worker::native(&[]));
+}
+
+#[test]
+fn killed_client_streams_and_modules_are_released_shmem() {
+    killed_client(&Worker::shmem(64, &[]));
+}
