@@ -3,6 +3,8 @@
 //! - `codegen [--check]`: regenerate the API tables and export tables from the
 //!   NVIDIA headers (`scripts/fetch-headers.sh` fetches them); `--check` writes
 //!   nothing and fails naming every stale file (CI).
+//! - `procaddr derive | import FILE`: (re)write `codegen/procaddr.tsv`, the
+//!   cuGetProcAddress table (see `codegen::procaddr`).
 //! - `test [ARGS...]`: `cargo build --workspace`, then `cargo test --workspace
 //!   ARGS...` (the export tests need the built cdylibs).
 //! - `dist [--release]`: build and lay out `dist/` for deployment.
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 #[derive(Debug)]
 pub struct Fail(pub String);
 
-const USAGE: &str = "usage: cargo xtask <codegen [--check] | test [ARGS...] | dist [--release]>";
+const USAGE: &str = "usage: cargo xtask <codegen [--check] | procaddr derive|import FILE | test [ARGS...] | dist [--release]>";
 
 /// The workspace root: xtask lives in `<root>/xtask`.
 fn workspace_root() -> PathBuf {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("codegen") => codegen::run(&root, &args[1..]),
+        Some("procaddr") => codegen::procaddr_task(&root, &args[1..]),
         Some("test") => tasks::test(&root, &args[1..]),
         Some("dist") => tasks::dist(&root, &args[1..]),
         Some("-h" | "--help" | "help") => {

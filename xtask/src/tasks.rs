@@ -34,7 +34,9 @@ pub fn test(root: &Path, args: &[String]) -> Result<(), Fail> {
     }
     run(root, build)?;
     let mut test = cargo();
-    test.args(["test", "--workspace"]).args(args);
+    // Every test binary runs even when one fails, so one CI log shows all failures.
+    test.args(["test", "--workspace", "--no-fail-fast"])
+        .args(args);
     run(root, test)
 }
 

@@ -142,6 +142,11 @@ impl Client {
         })
     }
 
+    /// Most bulk bytes one frame carries (copies and images are cut into this).
+    pub fn chunk(&self) -> usize {
+        self.chunk
+    }
+
     fn link(&self) -> MutexGuard<'_, Link> {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -23,10 +23,6 @@ type CUdeviceptr = u64;
 type CUcontext = *mut c_void;
 type CUstream = *mut c_void;
 
-/// `CU_STREAM_LEGACY` and `CU_STREAM_PER_THREAD`: both name a default stream.
-const STREAM_LEGACY: usize = 1;
-const STREAM_PER_THREAD: usize = 2;
-
 static INIT: OnceLock<Result<InitReply, CUresult>> = OnceLock::new();
 /// Primary contexts this process retained: device → (handle, count).
 static PRIMARY: Mutex<Option<HashMap<CUdevice, (u64, u32)>>> = Mutex::new(None);
@@ -41,9 +37,11 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<(), CUresult>) -> CUresult {
         Ok(Ok(())) => cu::SUCCESS,
         Ok(Err(code)) => code,
         Err(_) => {
-            tracing::error!(
+            if crate::runtime::may_log() {
+                tracing::error!(
                 "internal error (panic) in the tensor-fusion client; answering CUDA_ERROR_UNKNOWN"
             );
+            }
             cu::UNKNOWN
         }
     }
@@ -77,12 +75,10 @@ pub(crate) fn current_ctx() -> Result<u64, CUresult> {
     }
 }
 
-/// Streams: only the default streams exist until stream creation is remoted.
+/// The wire id of a stream: a default stream, or one the client created
+/// (`exec`); anything else is `CUDA_ERROR_INVALID_HANDLE`.
 pub(crate) fn stream_arg(s: CUstream) -> Result<u64, CUresult> {
-    match s as usize {
-        0 | STREAM_LEGACY | STREAM_PER_THREAD => Ok(s as u64),
-        _ => Err(cu::INVALID_HANDLE),
-    }
+    crate::exec::wire_stream(s as u64, false)
 }
 
 /// Writes through an out-pointer supplied by the application.
@@ -204,6 +200,9 @@ pub(crate) unsafe extern "C" fn cu_device_primary_ctx_retain(
             .entry(dev)
             .or_insert((handle, 0));
         e.1 += 1;
+        let count = e.1;
+        drop(p);
+        crate::ctx::primary_retained(dev, handle, count);
         out(pctx, handle as CUcontext)
     })
 }
@@ -215,6 +214,10 @@ pub(crate) unsafe extern "C" fn cu_device_primary_ctx_release(dev: CUdevice) -> 
         let mut p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = p.get_or_insert_with(HashMap::new).get_mut(&dev) {
             e.1 = e.1.saturating_sub(1);
+            let (handle, count) = *e;
+            drop(p);
+            // Context-local storage destructors run when the count reaches 0.
+            crate::ctx::primary_released(dev, handle, count);
         }
         Ok(())
     })
@@ -238,10 +241,31 @@ pub(crate) unsafe extern "C" fn cu_device_primary_ctx_get_state(
 
 pub(crate) fn known_ctx(handle: u64) -> Option<CUdevice> {
     let p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
-    p.as_ref()?
-        .iter()
-        .find(|(_, (h, n))| *h == handle && *n > 0)
-        .map(|(d, _)| *d)
+    let primary = p
+        .as_ref()
+        .and_then(|m| m.iter().find(|(_, (h, n))| *h == handle && *n > 0))
+        .map(|(d, _)| *d);
+    drop(p);
+    // Contexts of `cuCtxCreate` live in the ctx module.
+    primary.or_else(|| crate::ctx::created_ctx_device(handle))
+}
+
+/// After `cuDevicePrimaryCtxReset`: this process holds no retain any more.
+pub(crate) fn forget_primary(dev: CUdevice) {
+    let mut p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = p.get_or_insert_with(HashMap::new).get_mut(&dev) {
+        e.1 = 0;
+    }
+}
+
+/// The calling thread's current context handle (0: none), without checks.
+pub(crate) fn current_handle() -> u64 {
+    CURRENT.with(Cell::get)
+}
+
+/// Replaces the calling thread's current context (the context stack's top).
+pub(crate) fn set_current_handle(h: u64) {
+    CURRENT.with(|c| c.set(h));
 }
 
 pub(crate) unsafe extern "C" fn cu_ctx_get_current(pctx: *mut CUcontext) -> CUresult {
@@ -287,6 +311,8 @@ pub(crate) unsafe extern "C" fn cu_mem_alloc(dptr: *mut CUdeviceptr, size: usize
             ctx,
             size: size as u64,
         })?;
+        // Tracked so pointer queries are answered locally.
+        crate::runtime::host_memory::device_allocated(ctx, p, size as u64);
         out(dptr, p)
     })
 }
@@ -297,7 +323,9 @@ pub(crate) unsafe extern "C" fn cu_mem_free(dptr: CUdeviceptr) -> CUresult {
         if dptr == 0 {
             return Ok(());
         }
-        session()?.call::<()>(&Request::MemFree { ctx, ptr: dptr })
+        session()?.call::<()>(&Request::MemFree { ctx, ptr: dptr })?;
+        crate::runtime::host_memory::device_freed(dptr);
+        Ok(())
     })
 }
 

@@ -15,6 +15,7 @@ mod cuda;
 pub mod error;
 mod exec;
 mod nvml;
+mod runtime;
 mod generated {
     pub(crate) mod stubs;
 }

@@ -11,7 +11,9 @@ static CUDA_SEEN: [AtomicBool; CUDA_COUNT] = [const { AtomicBool::new(false) }; 
 static NVML_SEEN: [AtomicBool; NVML_COUNT] = [const { AtomicBool::new(false) }; NVML_COUNT];
 
 pub fn cuda(index: usize) -> u32 {
-    if !CUDA_SEEN[index].swap(true, Ordering::Relaxed) {
+    // At exit, after thread-locals are gone, logging would panic (and a
+    // panic here aborts): stay silent then.
+    if !CUDA_SEEN[index].swap(true, Ordering::Relaxed) && crate::runtime::may_log() {
         crate::client::ensure_logging();
         tracing::warn!(
             "{} is not remoted by this client yet; answering CUDA_ERROR_NOT_SUPPORTED",
@@ -22,7 +24,7 @@ pub fn cuda(index: usize) -> u32 {
 }
 
 pub fn nvml(index: usize) -> u32 {
-    if !NVML_SEEN[index].swap(true, Ordering::Relaxed) {
+    if !NVML_SEEN[index].swap(true, Ordering::Relaxed) && crate::runtime::may_log() {
         crate::client::ensure_logging();
         tracing::warn!(
             "{} is not remoted by this client yet; answering NVML_ERROR_NOT_SUPPORTED",

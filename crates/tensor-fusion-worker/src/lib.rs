@@ -15,7 +15,10 @@
 //!   default search list ([`loader::DEFAULT_DIRS`]) for both; set but empty
 //!   searches no directory.
 
+mod ctx;
 mod cuda;
+mod exec;
+mod exec_modules;
 pub mod loader;
 mod nvml;
 pub mod real_backend;

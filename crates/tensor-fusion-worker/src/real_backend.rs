@@ -41,7 +41,10 @@ pub fn open() -> Result<Box<dyn Backend>, String> {
 /// Opens the CUDA driver (required) and NVML (optional: a warning, then
 /// NVML requests answer `NVML_ERROR_LIBRARY_NOT_FOUND`).
 pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
-    let cuda = Cuda::new(&loader::load(&opts.cuda)?);
+    let loaded = loader::load(&opts.cuda)?;
+    let cuda = Cuda::new(&loaded);
+    let ctx = crate::ctx::CtxDriver::new(&loaded);
+    let exec = crate::exec::ExecDriver::new(&loaded);
     let nvml = match loader::load(&opts.nvml) {
         Ok(l) => Some(Nvml::new(&l)),
         Err(e) => {
@@ -52,13 +55,22 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
         }
     };
     tracing::debug!(cuda = %cuda.path.display(), nvml = ?nvml.as_ref().map(|n| n.path.display().to_string()), "driver loaded");
-    Ok(RealBackend { cuda, nvml })
+    Ok(RealBackend {
+        cuda,
+        ctx,
+        nvml,
+        exec,
+    })
 }
 
 /// The vendor driver behind the [`Backend`] trait.
 pub struct RealBackend {
-    cuda: Cuda,
+    pub(crate) cuda: Cuda,
     nvml: Option<Nvml>,
+    /// Context entry points (`crate::ctx`).
+    pub(crate) ctx: crate::ctx::CtxDriver,
+    /// Module, kernel, stream and event entry points (`crate::exec`).
+    pub(crate) exec: crate::exec::ExecDriver,
 }
 
 impl RealBackend {
@@ -72,14 +84,14 @@ impl RealBackend {
         self.nvml.as_ref().map(|n| n.path.as_path())
     }
 
-    fn nvml(&self) -> BResult<&Nvml> {
+    pub(crate) fn nvml(&self) -> BResult<&Nvml> {
         self.nvml.as_ref().ok_or(nvml_status::LIBRARY_NOT_FOUND)
     }
 }
 
-impl tf_worker_core::NvmlBackend for RealBackend {}
-impl tf_worker_core::CtxBackend for RealBackend {}
-impl tf_worker_core::ExecBackend for RealBackend {}
+// `impl NvmlBackend for RealBackend` lives in `crate::nvml`.
+// `impl CtxBackend for RealBackend` lives in `crate::ctx`.
+// `impl ExecBackend for RealBackend` lives in `crate::exec`.
 
 impl Backend for RealBackend {
     fn describe(&self) -> String {
@@ -156,11 +168,10 @@ impl Backend for RealBackend {
     }
 
     fn nvml_init(&self) -> BResult<NvmlInitReply> {
-        self.nvml()?
-            .describe_system(|| self.cuda.driver_version().ok())
+        self.nvml_describe()
     }
 
     fn nvml_memory(&self, index: u32) -> BResult<(u64, u64, u64)> {
-        self.nvml()?.memory(index)
+        self.nvml_memory_of(index)
     }
 }

@@ -15,8 +15,10 @@
 mod generated {
     pub mod cuda;
     pub mod nvml;
+    pub mod procaddr;
     pub mod remoted;
 }
+pub mod procaddr;
 
 pub use generated::cuda::{cuda_fn, CUDA_API_HASH, CUDA_COUNT, CUDA_NAMES, CUDA_SIGNATURES};
 pub use generated::nvml::{nvml_fn, NVML_API_HASH, NVML_COUNT, NVML_NAMES, NVML_SIGNATURES};

@@ -228,6 +228,25 @@ pub fn nvml_error_string(code: u32) -> &'static str {
         12 => "NVML Shared Library Not Found\0",
         13 => "Function Not Found\0",
         15 => "GPU is lost\0",
+        // Texts of the codes below as other NVML shims give them; the GPU
+        // check (scripts/gpu/30-nvml.sh) compares every code with the driver's.
+        11 => "Interrupt Request Issue\0",
+        14 => "Corrupted infoROM\0",
+        16 => "GPU requires restart\0",
+        17 => "The operating system has blocked the request\0",
+        18 => "RM has detected an NVML/RM version mismatch\0",
+        19 => "In use by another client\0",
+        20 => "Insufficient Memory\0",
+        21 => "No data\0",
+        22 => "The requested vgpu operation is not available on target device, because ECC is enabled\0",
+        23 => "Insufficient Resources\0",
+        24 => "Frequency not supported\0",
+        25 => "Argument version mismatch\0",
+        26 => "Deprecated\0",
+        27 => "Not Ready\0",
+        28 => "GPU not found\0",
+        29 => "Invalid state\0",
+        30 => "Reset type not supported\0",
         _ => "Unknown Error\0",
     }
 }

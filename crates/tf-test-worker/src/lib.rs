@@ -24,6 +24,8 @@ pub struct HostBackend {
     total: u64,
     state: Mutex<State>,
     blocks: RwLock<BTreeMap<u64, Block>>,
+    ctx: host_ctx::HostCtx,
+    exec: host_exec::HostExec,
 }
 
 #[derive(Default)]
@@ -57,6 +59,8 @@ impl HostBackend {
                 ..State::default()
             }),
             blocks: RwLock::new(BTreeMap::new()),
+            ctx: Default::default(),
+            exec: Default::default(),
         }
     }
 
@@ -65,6 +69,9 @@ impl HostBackend {
     }
 
     fn check_ctx(&self, ctx: BackendCtx) -> BResult<()> {
+        if self.ctx.is_created(ctx) {
+            return Ok(());
+        }
         let dev = ctx.checked_sub(CTX_BASE).ok_or(cu::INVALID_CONTEXT)?;
         if dev as usize >= self.devices
             || self
@@ -102,9 +109,12 @@ fn lock(b: &Block) -> std::sync::MutexGuard<'_, Vec<u8>> {
     b.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl tf_worker_core::NvmlBackend for HostBackend {}
-impl tf_worker_core::CtxBackend for HostBackend {}
-impl tf_worker_core::ExecBackend for HostBackend {}
+// `impl NvmlBackend for HostBackend` (test values) lives in `host_nvml`.
+mod host_nvml;
+// `impl CtxBackend for HostBackend` (contexts, limits, test tables) lives in `host_ctx`.
+mod host_ctx;
+// `impl ExecBackend for HostBackend` (bookkeeping, no kernels run) lives in `host_exec`.
+mod host_exec;
 
 impl Backend for HostBackend {
     fn describe(&self) -> String {
@@ -126,8 +136,8 @@ impl Backend for HostBackend {
                 uuid: Self::uuid(d),
                 total_mem: self.total,
                 pci_bus_id: format!("0000:{:02x}:00.0", d + 1),
-                // MAX_THREADS_PER_BLOCK, MULTIPROCESSOR_COUNT, CC major/minor, CAN_MAP_HOST_MEMORY.
-                attributes: vec![(1, 1024), (16, 8), (19, 0), (75, 9), (76, 0)],
+                // Every attribute cudart asks for (see host_ctx).
+                attributes: host_ctx::device_attributes(d),
             })
             .collect())
     }
@@ -253,8 +263,8 @@ impl Backend for HostBackend {
             devices: (0..self.devices)
                 .map(|d| NvmlDeviceInfo {
                     name: format!("TensorFusion Test Device {d} (host memory)"),
-                    uuid: format!("GPU-{}", String::from_utf8_lossy(&Self::uuid(d))),
-                    pci_bus_id: format!("00000000:{:02X}:00.0", d + 1),
+                    uuid: host_nvml::uuid_text(&Self::uuid(d)),
+                    pci_bus_id: host_nvml::bus_id(d),
                 })
                 .collect(),
         })

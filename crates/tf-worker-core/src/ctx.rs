@@ -3,26 +3,193 @@
 //! Domain module of the worker: the backend methods this domain needs (with
 //! `NOT_SUPPORTED` defaults so backends grow one method at a time), the
 //! per-session state it keeps, and the dispatch of its requests.
+//!
+//! Created contexts (`cuCtxCreate`) belong to the session that made them:
+//! the client sees tagged ids, the session maps them to the backend's
+//! contexts and destroys whatever is left when the client goes. A primary
+//! context is shared by every session on the device, so a client's
+//! `cuDevicePrimaryCtxReset` resets *its* view: its allocations there are
+//! freed and its retains dropped; the backend context is released (which is
+//! what destroys it on a GPU) only when no session holds it any more.
 
-use tf_protocol::ctx_msgs::CtxRequest;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use crate::session::{Outcome, Session};
+use tf_protocol::ctx_msgs::{CtxInfo, CtxRequest, ExportTableQuery};
+use tf_protocol::encode_reply;
+use tf_protocol::status::cu;
+
+use crate::backend::{BResult, BackendCtx};
+use crate::session::{ctx_handle, Outcome, Session};
 use crate::worker::Worker;
 
 /// What this domain needs from a backend.
-pub trait CtxBackend {}
+pub trait CtxBackend {
+    /// `cuDevicePrimaryCtxSetFlags_v2`.
+    fn primary_ctx_set_flags(&self, _dev: i32, _flags: u32) -> BResult<()> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    /// `cuCtxCreate_v2`: a new context, *not* left current on the calling
+    /// thread (sessions share threads' current contexts with nobody).
+    fn ctx_create(&self, _dev: i32, _flags: u32) -> BResult<BackendCtx> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    fn ctx_destroy(&self, _ctx: BackendCtx) -> BResult<()> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    fn ctx_get_limit(&self, _ctx: BackendCtx, _limit: u32) -> BResult<u64> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    fn ctx_set_limit(&self, _ctx: BackendCtx, _limit: u32, _value: u64) -> BResult<()> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    /// Id, API version, flags, cache and shared-memory configuration and
+    /// stream priority range of a context.
+    fn ctx_info(&self, _ctx: BackendCtx) -> BResult<CtxInfo> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    fn ctx_set_cache_config(&self, _ctx: BackendCtx, _config: u32) -> BResult<()> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    fn ctx_set_flags(&self, _ctx: BackendCtx, _flags: u32) -> BResult<()> {
+        Err(cu::NOT_SUPPORTED)
+    }
+    /// The shape of the driver's private export table `guid`: its size word
+    /// (bytes; 0 when its first word is not a size) and a bit per slot
+    /// 0..128 that is null; the driver's error when it has no such table.
+    fn export_table_shape(&self, _guid: &[u8; 16]) -> BResult<(u64, u128)> {
+        Err(cu::NOT_SUPPORTED)
+    }
+}
 
-/// Per-session state of this domain (handle tables and the like).
-#[derive(Debug, Default)]
-pub struct CtxState {}
+/// Client-visible ids of created contexts: a tag unlike the primary one,
+/// and a per-session counter.
+const CREATED_TAG: u64 = 0x7C7D_0000_0000_0000;
+
+/// Per-session state of this domain: the contexts the session created.
+#[derive(Default)]
+pub struct CtxState {
+    created: HashMap<u64, (BackendCtx, i32)>,
+    next: u32,
+    /// Kept to destroy what is left when the session ends (see `Drop`).
+    worker: Option<Arc<Worker>>,
+}
+
+impl std::fmt::Debug for CtxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CtxState")
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
 
 impl CtxState {
-    /// Frees what a departed session left behind.
+    /// The backend context of a created context's id.
+    pub fn resolve(&self, handle: u64) -> Option<BackendCtx> {
+        self.created.get(&handle).map(|(c, _)| *c)
+    }
+
+    /// Frees what a departed session left behind. Created contexts are
+    /// destroyed later, when this state is dropped: the session frees its
+    /// allocations (which live in those contexts) in between.
     pub fn cleanup(&mut self, _worker: &Worker) {}
 }
 
-pub(crate) fn dispatch(_s: &mut Session, r: CtxRequest<'_>) -> Outcome {
+impl Drop for CtxState {
+    fn drop(&mut self) {
+        let Some(w) = self.worker.take() else { return };
+        for (_, (c, dev)) in self.created.drain() {
+            if let Err(s) = w.backend().ctx_destroy(c) {
+                tracing::warn!(
+                    dev,
+                    status = s,
+                    "destroying a departed client's context failed"
+                );
+            }
+        }
+    }
+}
+
+/// Frees the session's allocations that live in backend context `c`,
+/// through the worker so the memory limit's accounting follows.
+fn free_allocations_in(s: &mut Session, c: BackendCtx) -> BResult<()> {
+    let mine: Vec<(u64, u64)> = s
+        .allocs
+        .iter()
+        .filter(|(_, (_, ctx))| *ctx == c)
+        .map(|(p, (size, _))| (*p, *size))
+        .collect();
+    for (ptr, size) in mine {
+        s.worker.free(c, ptr, size)?;
+        s.allocs.remove(&ptr);
+    }
+    Ok(())
+}
+
+fn reply<B: tf_protocol::Body>(r: BResult<B>) -> Outcome {
     match r {
-        CtxRequest::_Never(_) => Outcome::Close,
+        Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
+        Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
+    }
+}
+
+pub(crate) fn dispatch(s: &mut Session, r: CtxRequest<'_>) -> Outcome {
+    let w = Arc::clone(&s.worker);
+    let b = w.backend();
+    match r {
+        CtxRequest::PrimaryCtxSetFlags { dev, flags } => reply((|| {
+            s.check_dev(dev)?;
+            b.primary_ctx_set_flags(dev, flags)
+        })()),
+        CtxRequest::PrimaryCtxReset { dev } => reply((|| {
+            s.check_dev(dev)?;
+            // Work this session enqueued in the context is gone with it.
+            let _ = s.take_deferred();
+            if let Some(c) = w.primary_ctx(dev) {
+                if s.retained.get(&dev).copied().unwrap_or(0) > 0 {
+                    free_allocations_in(s, c)?;
+                }
+            }
+            for _ in 0..s.retained.remove(&dev).unwrap_or(0) {
+                w.release_primary(dev)?;
+            }
+            Ok(())
+        })()),
+        CtxRequest::Create { dev, flags } => reply((|| {
+            s.take_deferred()?;
+            s.check_dev(dev)?;
+            let c = b.ctx_create(dev, flags)?;
+            let st = &mut s.ctxs;
+            st.next += 1;
+            let handle = CREATED_TAG | u64::from(st.next);
+            st.created.insert(handle, (c, dev));
+            st.worker.get_or_insert_with(|| Arc::clone(&w));
+            Ok(handle)
+        })()),
+        CtxRequest::Destroy { ctx } => reply((|| {
+            s.take_deferred()?;
+            let (c, _) = *s.ctxs.created.get(&ctx).ok_or(cu::INVALID_CONTEXT)?;
+            free_allocations_in(s, c)?;
+            b.ctx_destroy(c)?;
+            s.ctxs.created.remove(&ctx);
+            Ok(())
+        })()),
+        CtxRequest::GetLimit { ctx, limit } => reply((|| b.ctx_get_limit(s.ctx(ctx)?, limit))()),
+        CtxRequest::SetLimit { ctx, limit, value } => {
+            reply((|| b.ctx_set_limit(s.ctx(ctx)?, limit, value))())
+        }
+        CtxRequest::Info { ctx } => reply((|| b.ctx_info(s.ctx(ctx)?))()),
+        CtxRequest::SetCacheConfig { ctx, config } => {
+            reply((|| b.ctx_set_cache_config(s.ctx(ctx)?, config))())
+        }
+        CtxRequest::SetFlags { ctx, flags } => reply((|| b.ctx_set_flags(s.ctx(ctx)?, flags))()),
+        CtxRequest::ExportTable(ExportTableQuery::Size { guid }) => reply(
+            b.export_table_shape(guid)
+                .map(|(size, nulls)| (size, nulls as u64, (nulls >> 64) as u64)),
+        ),
+        CtxRequest::ExportTable(ExportTableQuery::PrimaryCtx { dev }) => reply((|| {
+            s.check_dev(dev)?;
+            Ok(ctx_handle(dev))
+        })()),
     }
 }

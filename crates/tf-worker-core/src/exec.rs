@@ -1,28 +1,428 @@
-//! Modules, kernels, streams, events and graphs (issue 3).
+//! Modules, kernels, launches, streams and events (issue 3).
 //!
 //! Domain module of the worker: the backend methods this domain needs (with
 //! `NOT_SUPPORTED` defaults so backends grow one method at a time), the
 //! per-session state it keeps, and the dispatch of its requests.
+//!
+//! Every handle a client names is looked up in this session's own tables
+//! ([`ExecState`]): streams, events, modules and libraries by the ids the
+//! client minted, functions and kernels by the ids minted here. A backend
+//! only ever sees handles it returned itself. Unloading a module or library
+//! forgets its functions and globals, so a stale id is refused here instead
+//! of reaching the driver.
 
-use tf_protocol::exec_msgs::ExecRequest;
+mod modules;
+mod streams;
 
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tf_protocol::encode_reply;
+use tf_protocol::exec_msgs::{
+    ExecRequest, LaunchApi, LoadReply, Memset, Occupancy, OccupancyReply, Opt, ParamSlot, Shape,
+};
+use tf_protocol::status::cu;
+use tf_protocol::Body;
+
+use crate::backend::{BResult, BackendCtx, Status};
 use crate::session::{Outcome, Session};
 use crate::worker::Worker;
 
-/// What this domain needs from a backend.
-pub trait ExecBackend {}
+pub(crate) use streams::{memcpy_dtod_async, memcpy_dtoh_async, memcpy_htod_async};
 
-/// Per-session state of this domain (handle tables and the like).
-#[derive(Debug, Default)]
-pub struct ExecState {}
-
-impl ExecState {
-    /// Frees what a departed session left behind.
-    pub fn cleanup(&mut self, _worker: &Worker) {}
+fn unsupported<T>() -> BResult<T> {
+    Err(cu::NOT_SUPPORTED)
 }
 
-pub(crate) fn dispatch(_s: &mut Session, r: ExecRequest<'_>) -> Outcome {
+/// A function (`CUfunction`) or kernel (`CUkernel`) as the backend returned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Func {
+    pub real: u64,
+    /// A context-independent `CUkernel` (from a library) rather than a `CUfunction`.
+    pub kernel: bool,
+}
+
+/// An image to load: one part, or (`wrapper` 1 or 2) the parts a fatbin
+/// wrapper named: its fatbin, then version 2's prelinked fatbins.
+#[derive(Debug, Clone)]
+pub struct Image<'a> {
+    pub wrapper: u32,
+    pub parts: Vec<&'a [u8]>,
+}
+
+/// Options of a load, as the application passed them.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOpts<'a> {
+    pub jit: &'a [Opt],
+    pub library: &'a [Opt],
+    /// Fill the logs and option values of the [`LoadReply`].
+    pub want_log: bool,
+}
+
+/// A function lookup's answer: the handle and, when known, its parameter layout.
+pub type Found = (u64, Option<Vec<ParamSlot>>);
+
+/// What this domain needs from a backend. Handles are the backend's own
+/// values (the real `CUstream`, `CUmodule`, ...); streams passed to it are
+/// real streams or the default-stream values 0, 1 and 2, and the events in
+/// launch attributes are real events. Methods taking a context run with it
+/// current.
+#[allow(unused_variables)]
+pub trait ExecBackend {
+    fn stream_create(&self, ctx: BackendCtx, flags: u32, priority: Option<i32>) -> BResult<u64> {
+        unsupported()
+    }
+    fn stream_destroy(&self, ctx: BackendCtx, stream: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn stream_synchronize(&self, ctx: BackendCtx, stream: u64) -> BResult<()> {
+        unsupported()
+    }
+    /// `true` when all work is done, `false` for `CUDA_ERROR_NOT_READY`.
+    fn stream_query(&self, ctx: BackendCtx, stream: u64) -> BResult<bool> {
+        unsupported()
+    }
+    fn stream_wait_event(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        event: u64,
+        flags: u32,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    fn stream_get_priority(&self, ctx: BackendCtx, stream: u64) -> BResult<i32> {
+        unsupported()
+    }
+    fn event_create(&self, ctx: BackendCtx, flags: u32) -> BResult<u64> {
+        unsupported()
+    }
+    fn event_destroy(&self, ctx: BackendCtx, event: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn event_record(
+        &self,
+        ctx: BackendCtx,
+        event: u64,
+        stream: u64,
+        flags: Option<u32>,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    fn event_synchronize(&self, ctx: BackendCtx, event: u64) -> BResult<()> {
+        unsupported()
+    }
+    /// `true` when the recorded work is done, `false` for `CUDA_ERROR_NOT_READY`.
+    fn event_query(&self, ctx: BackendCtx, event: u64) -> BResult<bool> {
+        unsupported()
+    }
+    fn event_elapsed(&self, ctx: BackendCtx, start: u64, end: u64) -> BResult<f32> {
+        unsupported()
+    }
+    /// Loads a module into `ctx`. With `opts.want_log`, fills `log` (also when the load fails).
+    fn module_load(
+        &self,
+        ctx: BackendCtx,
+        image: &Image<'_>,
+        opts: &LoadOpts<'_>,
+        log: &mut LoadReply,
+    ) -> BResult<u64> {
+        unsupported()
+    }
+    fn module_unload(&self, ctx: BackendCtx, module: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn module_get_function(&self, ctx: BackendCtx, module: u64, name: &str) -> BResult<Found> {
+        unsupported()
+    }
+    /// `(device address, bytes)`.
+    fn module_get_global(&self, ctx: BackendCtx, module: u64, name: &str) -> BResult<(u64, u64)> {
+        unsupported()
+    }
+    fn library_load(
+        &self,
+        image: &Image<'_>,
+        opts: &LoadOpts<'_>,
+        log: &mut LoadReply,
+    ) -> BResult<u64> {
+        unsupported()
+    }
+    fn library_unload(&self, library: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn library_get_kernel(&self, library: u64, name: &str) -> BResult<Found> {
+        unsupported()
+    }
+    fn library_get_module(&self, ctx: BackendCtx, library: u64) -> BResult<u64> {
+        unsupported()
+    }
+    fn library_get_global(&self, ctx: BackendCtx, library: u64, name: &str) -> BResult<(u64, u64)> {
+        unsupported()
+    }
+    fn kernel_get_function(&self, ctx: BackendCtx, kernel: u64) -> BResult<u64> {
+        unsupported()
+    }
+    fn func_get_attribute(&self, ctx: BackendCtx, func: Func, attrib: i32) -> BResult<i32> {
+        unsupported()
+    }
+    fn func_set_attribute(
+        &self,
+        ctx: BackendCtx,
+        func: Func,
+        attrib: i32,
+        value: i32,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    fn func_set_cache_config(&self, ctx: BackendCtx, func: Func, config: u32) -> BResult<()> {
+        unsupported()
+    }
+    fn kernel_get_attribute(&self, kernel: u64, attrib: i32, dev: i32) -> BResult<i32> {
+        unsupported()
+    }
+    fn kernel_set_attribute(&self, kernel: u64, attrib: i32, value: i32, dev: i32) -> BResult<()> {
+        unsupported()
+    }
+    fn occupancy(&self, ctx: BackendCtx, func: Func, query: &Occupancy) -> BResult<OccupancyReply> {
+        unsupported()
+    }
+    /// Enqueues a launch. `params` is the packed parameter buffer, at least
+    /// as long as `layout` (when the layout is known) requires.
+    fn launch(
+        &self,
+        ctx: BackendCtx,
+        func: Func,
+        api: LaunchApi,
+        shape: &Shape,
+        params: &[u8],
+        layout: Option<&[ParamSlot]>,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    /// The device range was checked against the session's memory.
+    fn memset_async(&self, ctx: BackendCtx, stream: u64, m: &Memset) -> BResult<()> {
+        unsupported()
+    }
+    /// Returns once `src` may be reused (the copy itself may still be queued).
+    fn memcpy_htod_async(&self, ctx: BackendCtx, stream: u64, dst: u64, src: &[u8]) -> BResult<()> {
+        unsupported()
+    }
+    /// Returns once the data is in `dst`: in stream order, then waited for.
+    fn memcpy_dtoh_async(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        dst: &mut [u8],
+        src: u64,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    fn memcpy_dtod_async(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        dst: u64,
+        src: u64,
+        size: u64,
+    ) -> BResult<()> {
+        unsupported()
+    }
+}
+
+/// Most image bytes one session may have staged at once (images larger than
+/// one frame arrive in parts).
+pub const MAX_STAGED: usize = 1 << 30;
+
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub ctx: BackendCtx,
+    pub real: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub ctx: BackendCtx,
+    pub real: u64,
+}
+
+/// A module or library. A load that failed is kept with its status, which
+/// every later use reports (the load itself was enqueued and not answered).
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// Modules: their context. Libraries: 0.
+    pub ctx: BackendCtx,
+    pub real: Result<u64, Status>,
+    /// False for modules obtained from a library: the library owns them.
+    pub owned: bool,
+    /// The library a module came from, else the handle itself.
+    pub owner: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct FuncEntry {
+    pub func: Func,
+    /// Functions of a module run in its context; kernels in the caller's.
+    pub ctx: Option<BackendCtx>,
+    pub layout: Option<Arc<[ParamSlot]>>,
+    /// The module or library whose unloading invalidates it.
+    pub owner: u64,
+}
+
+/// Per-session state of this domain.
+#[derive(Debug, Default)]
+pub struct ExecState {
+    pub(crate) streams: HashMap<u64, Stream>,
+    pub(crate) events: HashMap<u64, Event>,
+    pub(crate) modules: HashMap<u64, Loaded>,
+    pub(crate) libraries: HashMap<u64, Loaded>,
+    pub(crate) funcs: HashMap<u64, FuncEntry>,
+    /// `(owner, name, kernel)` → minted id: repeated lookups share one id.
+    pub(crate) names: HashMap<(u64, String, bool), u64>,
+    pub(crate) next_func: u64,
+    /// Image bytes received ahead of their load, per handle.
+    pub(crate) staging: HashMap<u64, Vec<u8>>,
+    pub(crate) staged: usize,
+    /// Device ranges of module globals: start → (bytes, owner). Copies and
+    /// memsets may touch them like the session's own allocations.
+    pub(crate) globals: BTreeMap<u64, (u64, u64)>,
+}
+
+impl ExecState {
+    /// Whether `[ptr, ptr+len)` lies inside a global of a loaded module.
+    pub fn covers(&self, ptr: u64, len: u64) -> bool {
+        let Some(end) = ptr.checked_add(len) else {
+            return false;
+        };
+        matches!(self.globals.range(..=ptr).next_back(),
+            Some((start, (size, _))) if end <= start + size)
+    }
+
+    /// Forgets everything `owner` (a module or library) gave out.
+    pub(crate) fn forget_owner(&mut self, owner: u64) {
+        self.funcs.retain(|_, f| f.owner != owner);
+        self.names.retain(|(o, _, _), _| *o != owner);
+        self.globals.retain(|_, (_, o)| *o != owner);
+    }
+
+    /// Frees what a departed session left behind: events and streams
+    /// first (work may still reference modules), then modules, then
+    /// libraries. Runs before the session releases its contexts and memory.
+    pub fn cleanup(&mut self, worker: &Worker) {
+        let b = worker.backend();
+        let mut failed = 0usize;
+        let mut note = |what: &str, r: BResult<()>| {
+            if let Err(status) = r {
+                failed += 1;
+                tracing::warn!(status, "freeing a departed client's {what} failed");
+            }
+        };
+        let (n_events, n_streams) = (self.events.len(), self.streams.len());
+        for (_, e) in self.events.drain() {
+            note("event", b.event_destroy(e.ctx, e.real));
+        }
+        for (_, s) in self.streams.drain() {
+            note("stream", b.stream_destroy(s.ctx, s.real));
+        }
+        let mut n_modules = 0;
+        for (_, m) in self.modules.drain() {
+            if let (Ok(real), true) = (m.real, m.owned) {
+                n_modules += 1;
+                note("module", b.module_unload(m.ctx, real));
+            }
+        }
+        let mut n_libraries = 0;
+        for (_, l) in self.libraries.drain() {
+            if let Ok(real) = l.real {
+                n_libraries += 1;
+                note("library", b.library_unload(real));
+            }
+        }
+        self.funcs.clear();
+        self.names.clear();
+        self.globals.clear();
+        self.staging.clear();
+        if n_events + n_streams + n_modules + n_libraries > 0 {
+            tracing::info!(
+                streams = n_streams,
+                events = n_events,
+                modules = n_modules,
+                libraries = n_libraries,
+                failed,
+                "released the session's streams, events and modules"
+            );
+        }
+    }
+}
+
+/// A reply with a body, or the error status alone.
+pub(crate) fn reply<B: Body>(r: Result<B, Status>) -> Outcome {
     match r {
-        ExecRequest::_Never(_) => Outcome::Close,
+        Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
+        Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
+    }
+}
+
+pub(crate) fn dispatch(s: &mut Session, r: ExecRequest<'_>) -> Outcome {
+    use ExecRequest as E;
+    match r {
+        E::ImagePart {
+            handle,
+            offset,
+            data,
+        } => reply(modules::stage(s, handle, offset, data)),
+        E::ModuleLoad(_, l) => modules::load(s, l, false),
+        E::LibraryLoad(_, l) => modules::load(s, l, true),
+        E::ModuleUnload { module } => reply(modules::unload(s, module, false)),
+        E::LibraryUnload { library } => reply(modules::unload(s, library, true)),
+        E::ModuleGetFunction { module, name } => reply(modules::get_function(s, module, &name)),
+        E::LibraryGetKernel { library, name } => reply(modules::get_kernel(s, library, &name)),
+        E::ModuleGetGlobal { module, name } => {
+            reply(modules::get_global(s, 0, module, &name, false))
+        }
+        E::LibraryGetGlobal { ctx, library, name } => {
+            reply(modules::get_global(s, ctx, library, &name, true))
+        }
+        E::LibraryGetModule {
+            ctx,
+            library,
+            module,
+        } => reply(modules::library_module(s, ctx, library, module)),
+        E::KernelGetFunction { ctx, kernel } => reply(modules::kernel_function(s, ctx, kernel)),
+        E::FuncGetAttribute { ctx, func, attrib } => {
+            reply(modules::func_attr(s, ctx, func, attrib))
+        }
+        E::FuncSetAttribute {
+            ctx,
+            func,
+            attrib,
+            value,
+        } => reply(modules::func_set(s, ctx, func, |b, c, f| {
+            b.func_set_attribute(c, f, attrib, value)
+        })),
+        E::FuncSetCacheConfig { ctx, func, config } => {
+            reply(modules::func_set(s, ctx, func, |b, c, f| {
+                b.func_set_cache_config(c, f, config)
+            }))
+        }
+        E::KernelGetAttribute {
+            kernel,
+            attrib,
+            dev,
+        } => reply(modules::kernel_attr(s, kernel, dev, |b, k| {
+            b.kernel_get_attribute(k, attrib, dev)
+                .map(tf_protocol::exec_msgs::IntReply)
+        })),
+        E::KernelSetAttribute {
+            kernel,
+            attrib,
+            value,
+            dev,
+        } => reply(modules::kernel_attr(s, kernel, dev, |b, k| {
+            b.kernel_set_attribute(k, attrib, value, dev)
+        })),
+        E::Occupancy { ctx, func, query } => reply(modules::occupancy(s, ctx, func, query)),
+        E::Launch(l) => reply(streams::launch(s, l)),
+        E::MemsetAsync(m) => reply(streams::memset(s, m)),
+        other => streams::dispatch(s, other),
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use tf_protocol::exec_msgs::handle::is_default_stream;
 use tf_protocol::status::{cu, nvml};
 use tf_protocol::{
     caps, encode_reply, Body, FrameHeader, HelloAck, InitReply, ProtocolError, Request,
@@ -35,6 +36,13 @@ pub fn ctx_handle(dev: i32) -> u64 {
 pub enum Outcome {
     /// Send this reply payload.
     Reply(Vec<u8>),
+    /// A validated device-to-host copy: the reply is the status followed by
+    /// `size` bytes read from `src`, copied straight into the transport.
+    DeviceToHost {
+        ctx: BackendCtx,
+        src: u64,
+        size: usize,
+    },
     /// Nothing to send (an enqueue call, or Goodbye's acknowledgement is implicit).
     Silent,
     /// The client said goodbye: close after sending nothing.
@@ -135,7 +143,8 @@ impl Session {
 
     pub(crate) fn ctx(&self, handle: u64) -> Result<BackendCtx, Status> {
         if handle & !0xFFFF_FFFF != CTX_TAG {
-            return Err(cu::INVALID_CONTEXT);
+            // Contexts of cuCtxCreate: the ctx domain's own table.
+            return self.ctxs.resolve(handle).ok_or(cu::INVALID_CONTEXT);
         }
         let dev = (handle & 0xFFFF_FFFF) as i64 - 1;
         match self.retained.get(&(dev as i32)) {
@@ -152,6 +161,8 @@ impl Session {
         let end = ptr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
         match self.allocs.range(..=ptr).next_back() {
             Some((start, (size, _))) if end <= start + size => Ok(()),
+            // Globals of the session's modules (cuModuleGetGlobal) are its memory too.
+            _ if self.exec.covers(ptr, len) => Ok(()),
             _ => Err(cu::INVALID_VALUE),
         }
     }
@@ -168,6 +179,7 @@ impl Session {
         match req {
             Request::Hello(h) => {
                 self.hello_done = true;
+                self.nvml.client_pid = h.pid;
                 tracing::info!(session = self.id, peer = %self.peer, pid = h.pid, program = %h.program,
                     connection_id = %h.connection_id, "client connected");
                 reply(b.driver_version().map(|driver_version| HelloAck {
@@ -229,6 +241,28 @@ impl Session {
                 let c = self.ctx(ctx)?;
                 w.mem_get_info(c)
             })()),
+            // Copies on streams the client created run in stream order (exec).
+            Request::MemcpyHtoD {
+                ctx,
+                stream: Some(st),
+                dst,
+                data,
+            } if !is_default_stream(st) => crate::exec::memcpy_htod_async(self, ctx, st, dst, data),
+            Request::MemcpyDtoH {
+                ctx,
+                stream: Some(st),
+                src,
+                size,
+            } if !is_default_stream(st) => crate::exec::memcpy_dtoh_async(self, ctx, st, src, size),
+            Request::MemcpyDtoD {
+                ctx,
+                stream: Some(st),
+                dst,
+                src,
+                size,
+            } if !is_default_stream(st) => {
+                crate::exec::memcpy_dtod_async(self, ctx, st, dst, src, size)
+            }
             Request::MemcpyHtoD { ctx, dst, data, .. } => reply((|| {
                 let c = self.ctx(ctx)?;
                 self.check_range(dst, data.len() as u64)?;
@@ -242,12 +276,16 @@ impl Session {
                     if size > tf_protocol::MAX_PAYLOAD as u64 - 4 {
                         return Err(cu::INVALID_VALUE);
                     }
-                    let mut out = vec![0u8; 4 + size as usize];
-                    b.memcpy_dtoh(c, &mut out[4..], src)?;
-                    Ok(out)
+                    Ok(c)
                 })();
                 match r {
-                    Ok(out) => Outcome::Reply(out),
+                    // The copy itself runs when the reply is sent, straight
+                    // into the transport's buffer (see `serve_connection`).
+                    Ok(c) => Outcome::DeviceToHost {
+                        ctx: c,
+                        src,
+                        size: size as usize,
+                    },
                     Err(s) => Outcome::Reply(encode_reply::<()>(s, None)),
                 }
             }

@@ -188,6 +188,24 @@ pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
                     break;
                 }
             }
+            Ok((h, Outcome::DeviceToHost { ctx, src, size })) => {
+                let rh = FrameHeader {
+                    flags: FLAG_RESPONSE,
+                    opcode: h.opcode,
+                    length: 0,
+                    request_id: h.request_id,
+                };
+                let backend = session.worker.backend();
+                let sent = conn.send_with(rh, 4 + size, |buf| {
+                    let (status, data) = buf.split_at_mut(4);
+                    let s = backend.memcpy_dtoh(ctx, data, src).err().unwrap_or(0);
+                    status.copy_from_slice(&s.to_le_bytes());
+                });
+                if let Err(e) = sent {
+                    tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
+                    break;
+                }
+            }
             Ok((_, Outcome::Silent)) => {}
             Ok((_, Outcome::Close)) => break,
             Err(e) => {

@@ -6,6 +6,7 @@
 mod emit;
 mod model;
 mod parse;
+mod procaddr;
 
 use crate::{sha256, Fail};
 use model::{Api, Table};
@@ -22,6 +23,16 @@ const NVML_REFS: [&str; 2] = [
     "codegen/reference/libnvidia-ml-580.159.04.exports.txt",
 ];
 const REMOTED: &str = "codegen/remoted.txt";
+/// The cuGetProcAddress table data (see `procaddr`).
+const PROCADDR: &str = "codegen/procaddr.tsv";
+/// Headers whose `PFN_<name>_v<version>` typedefs give the provisional table.
+const TYPEDEF_HEADERS: [&str; 5] = [
+    "cudaTypedefs.h",
+    "cudaGLTypedefs.h",
+    "cudaEGLTypedefs.h",
+    "cudaVDPAUTypedefs.h",
+    "cudaProfilerTypedefs.h",
+];
 const INCLUDE: &str = ".headers/include";
 
 /// A text input with its repository-relative path and digest.
@@ -149,6 +160,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
         .map(|p| Input::read(root, p))
         .collect::<Result<Vec<_>, _>>()?;
     let remoted_txt = Input::read(root, REMOTED)?;
+    let procaddr_tsv = Input::read(root, PROCADDR).map_err(|Fail(e)| {
+        Fail(format!(
+            "{e}: run `cargo xtask procaddr derive` to create it"
+        ))
+    })?;
 
     // __CUDA_API_VERSION_INTERNAL keeps cuda.h from #defining the legacy names
     // to their _v2/_ptds successors, so every ABI name gets its own prototype.
@@ -201,6 +217,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
             "crates/tf-libnvml/src/generated/exports.rs",
             emit::exports(&stamps(&nvml_inputs), &nvml),
         ),
+        (
+            "crates/tf-api/src/generated/procaddr.rs",
+            procaddr_source(&stamps(&[&procaddr_tsv]), &procaddr_tsv, &cuda)?,
+        ),
     ];
 
     let mut stale = Vec::new();
@@ -239,5 +259,125 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
             "generated files are out of date: run `cargo xtask codegen`".into(),
         ));
     }
+    Ok(())
+}
+
+/// The generated cuGetProcAddress table from `codegen/procaddr.tsv`.
+fn procaddr_source(banner: &str, tsv: &Input, cuda: &Table) -> Result<String, Fail> {
+    let t = procaddr::parse_tsv(&tsv.text).map_err(|e| Fail(format!("{PROCADDR}: {e}")))?;
+    let names = cuda.names().collect();
+    procaddr::emit(banner, &t, &names).map_err(|e| Fail(format!("{PROCADDR}:\n{e}")))
+}
+
+/// `cargo xtask procaddr derive | import SWEEP.tsv`: (re)writes
+/// `codegen/procaddr.tsv`, from the typedef headers (provisional) or from a
+/// sweep of a real driver (`scripts/gpu/20-procaddr.sh` produces it). Run
+/// `cargo xtask codegen` afterwards.
+pub fn procaddr_task(root: &Path, args: &[String]) -> Result<(), Fail> {
+    const USAGE: &str = "usage: cargo xtask procaddr derive | import SWEEP.tsv";
+    let cuda_h = Input::read(root, &format!("{INCLUDE}/cuda.h"))
+        .map_err(|Fail(e)| Fail(format!("{e}: run scripts/fetch-headers.sh first")))?;
+    let cuda_refs = CUDA_REFS
+        .iter()
+        .map(|p| Input::read(root, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cuda = build_table(
+        root,
+        Api::Cuda,
+        &cuda_h,
+        &["__CUDA_API_VERSION_INTERNAL"],
+        &cuda_refs,
+    )?;
+    let typedefs = TYPEDEF_HEADERS
+        .iter()
+        .map(|h| Input::read(root, &format!("{INCLUDE}/{h}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts: Vec<&str> = typedefs.iter().map(|i| i.text.as_str()).collect();
+    let names: Vec<&str> = cuda.names().collect();
+    let (rows, notes) = procaddr::derive(&texts, &names);
+    for n in &notes {
+        eprintln!("procaddr: note: {n}");
+    }
+    let version = cuda_h
+        .text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("#define CUDA_VERSION "))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
+    // Sweeps of real drivers on record check the derivation's rules.
+    let mut checked = Vec::new();
+    let reference = root.join("codegen/reference");
+    let mut sweeps: Vec<_> = std::fs::read_dir(&reference)
+        .map_err(|e| Fail(format!("cannot list {}: {e}", reference.display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("procaddr-sweep-") && n.ends_with(".tsv"))
+        })
+        .collect();
+    sweeps.sort();
+    for path in &sweeps {
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| Fail(format!("{shown}: {e}")))?;
+        let sweep = procaddr::parse_tsv(&text).map_err(|e| Fail(format!("{shown}: {e}")))?;
+        let diffs = procaddr::compare(&sweep, &rows).map_err(|e| Fail(format!("{shown}: {e}")))?;
+        if matches!(args, [a] if a == "derive") && !diffs.is_empty() {
+            return Err(Fail(format!(
+                "the derived table disagrees with {shown}:\n  {}",
+                diffs.join("\n  ")
+            )));
+        }
+        for d in &diffs {
+            eprintln!("procaddr: the derivation differs from {shown}: {d}");
+        }
+        checked.push(
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let out = match args {
+        [a] if a == "derive" => procaddr::Tsv {
+            directives: vec![
+                (
+                    "source".into(),
+                    format!(
+                        "provisional: derived from the PFN typedefs of the CUDA {version} headers; agrees with {}",
+                        if checked.is_empty() { "no driver sweep yet".to_string() } else { checked.join(", ") }
+                    ),
+                ),
+                ("provisional".into(), "yes".into()),
+                ("driver-version".into(), version),
+                (
+                    "not-found-result".into(),
+                    procaddr::DEFAULT_NOT_FOUND_RESULT.to_string(),
+                ),
+                (
+                    "not-found-result-v1".into(),
+                    procaddr::DEFAULT_NOT_FOUND_RESULT_V1.to_string(),
+                ),
+                ("above-driver".into(), procaddr::DEFAULT_ABOVE_DRIVER.into()),
+            ],
+            rows,
+        },
+        [a, file] if a == "import" => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| Fail(format!("cannot read {file}: {e}")))?;
+            let sweep = procaddr::parse_tsv(&text).map_err(|e| Fail(format!("{file}: {e}")))?;
+            procaddr::merge(&sweep, &rows).map_err(|e| Fail(format!("{file}: {e}")))?
+        }
+        _ => return Err(Fail(USAGE.into())),
+    };
+    let names_set = cuda.names().collect();
+    procaddr::emit("", &out, &names_set).map_err(|e| Fail(format!("the new table:\n{e}")))?;
+    std::fs::write(root.join(PROCADDR), procaddr::format_tsv(&out))
+        .map_err(|e| Fail(format!("cannot write {PROCADDR}: {e}")))?;
+    eprintln!(
+        "procaddr: wrote {PROCADDR} ({} rows); now run `cargo xtask codegen`",
+        out.rows.len()
+    );
     Ok(())
 }

@@ -254,3 +254,43 @@ pub fn assert_pass(o: &Output) {
         text(o)
     );
 }
+
+/// Another C program of `tests/c` (`name` without `.c`), compiled once per
+/// test process.
+pub fn c_program(name: &str) -> PathBuf {
+    static BINS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut bins = BINS.lock().unwrap();
+    if let Some((_, p)) = bins.iter().find(|(n, _)| n == name) {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/c/{name}.c"));
+    let out = tmp().join(format!("{name}-{}", std::process::id()));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = Command::new(&cc)
+        .args(["-O1", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-ldl")
+        .status();
+    assert!(
+        st.is_ok_and(|s| s.success()),
+        "compiling {} with {cc} failed",
+        src.display()
+    );
+    bins.push((name.to_string(), out.clone()));
+    out
+}
+
+/// As [`client`], running `program` instead of the slice program.
+pub fn client_of(program: &Path, info: &str, inject: Inject, args: &[&str]) -> Command {
+    let template = client(info, inject, args);
+    let mut cmd = Command::new(program);
+    cmd.args(template.get_args());
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
