@@ -22,6 +22,8 @@ prepare() {
     cp target/release/tf-bench target/release/tf-test-worker .gpu/
     cp -r crates/tf-test-worker/tests/c .gpu/c
     [ -d tests/gpu ] && cp -r tests/gpu .gpu/tests
+    # Debug info is not needed there and the carry limit is 64 MiB.
+    find .gpu -type f \( -name '*.so*' -o -perm -u+x \) -exec strip --strip-debug {} + 2>/dev/null || true
     du -sh .gpu
 }
 

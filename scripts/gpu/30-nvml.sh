@@ -114,6 +114,18 @@ missing=$(cat "$O"/smi*-"$nv_style".client.log 2>/dev/null | grep -o '[A-Za-z0-9
 slots=$(cat "$O"/smi*-"$nv_style".client.log 2>/dev/null | grep -o 'slot [0-9]* of NVML' | awk '{print $2}' | sort -nu | tr '\n' ' ')
 row "nvml: nvidia-smi calls not remoted yet" INFO "$(echo "$missing" | grep -c . ) functions: $(echo $missing | cut -c1-400); export-table slots: ${slots:-none}"
 
+# --- Experiment: what nvidia-smi needs from the unknown export-table slots
+# (TF_NVML_EXPORT_SLOTS: unsupported is the default run above).
+for mode in success null; do
+    nv_client $nv_style smi-$mode env TF_NVML_EXPORT_SLOTS=$mode nvidia-smi
+    st=$?
+    nv_client $nv_style smiq-$mode env TF_NVML_EXPORT_SLOTS=$mode nvidia-smi -q
+    qst=$?
+    fb=$(nv_fb_total "$O/smiq-$mode-$nv_style.txt")
+    row "nvml: nvidia-smi with export slots=$mode" "$([ $st = 0 ] && grep -q "${NV_LIMIT}MiB" "$O/smi-$mode-$nv_style.txt" && echo PASS || echo FAIL)" \
+        "exit $st: $(grep -m1 -E "${NV_LIMIT}MiB|rror" "$O/smi-$mode-$nv_style.txt" | tr -s ' ' | cut -c1-160); -q exit $qst, FB total '$fb'"
+done
+
 # --- pynvml: every function of issue 5, compared with the native run.
 if [ $nv_have_pynvml = 1 ]; then
     for style in path preload; do

@@ -391,9 +391,70 @@ pub(crate) unsafe extern "C" fn nvml_error_string(code: NvmlReturn) -> *const c_
 }
 
 /// Points the export slots of the functions implemented here at them.
+/// Event sets: the worker forwards no GPU events yet, so a set can be made
+/// and waited on but never fires, and registering for events answers
+/// NOT_SUPPORTED (what NVML answers for a device without event support).
+/// nvidia-smi creates a set at start-up and carries on without events.
+static EVENT_SET: u8 = 0;
+
+unsafe extern "C" fn nvml_event_set_create(set: *mut *mut c_void) -> NvmlReturn {
+    guard(|| {
+        state()?;
+        out(set, (&EVENT_SET as *const u8).cast_mut().cast())
+    })
+}
+
+fn event_set(set: *mut c_void) -> Result<(), NvmlReturn> {
+    if std::ptr::eq(set.cast_const().cast::<u8>(), &EVENT_SET) {
+        Ok(())
+    } else {
+        Err(nv::INVALID_ARGUMENT)
+    }
+}
+
+unsafe extern "C" fn nvml_event_set_free(set: *mut c_void) -> NvmlReturn {
+    guard(|| event_set(set))
+}
+
+unsafe extern "C" fn nvml_device_register_events(
+    dev: *mut c_void,
+    _types: u64,
+    set: *mut c_void,
+) -> NvmlReturn {
+    guard(|| {
+        handle(dev)?;
+        event_set(set)?;
+        Err(nv::NOT_SUPPORTED)
+    })
+}
+
+/// Waits out the timeout: no event can arrive.
+unsafe extern "C" fn nvml_event_set_wait(
+    set: *mut c_void,
+    data: *mut c_void,
+    timeout_ms: c_uint,
+) -> NvmlReturn {
+    guard(|| {
+        event_set(set)?;
+        if data.is_null() {
+            return Err(nv::INVALID_ARGUMENT);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(timeout_ms.into()));
+        Err(nv::TIMEOUT)
+    })
+}
+
 pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     use crate::Entry;
     use tf_api::nvml_fn as n;
+    set(n::nvmlEventSetCreate, nvml_event_set_create as Entry);
+    set(n::nvmlEventSetFree, nvml_event_set_free as Entry);
+    set(
+        n::nvmlDeviceRegisterEvents,
+        nvml_device_register_events as Entry,
+    );
+    set(n::nvmlEventSetWait_v2, nvml_event_set_wait as Entry);
+    set(n::nvmlEventSetWait, nvml_event_set_wait as Entry);
     set(n::nvmlInit_v2, nvml_init as Entry);
     set(n::nvmlInit, nvml_init as Entry);
     set(n::nvmlInitWithFlags, nvml_init_with_flags as Entry);

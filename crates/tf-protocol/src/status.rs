@@ -35,6 +35,7 @@ pub mod nvml {
     pub const NOT_SUPPORTED: u32 = 3;
     pub const NO_PERMISSION: u32 = 4;
     pub const NOT_FOUND: u32 = 6;
+    pub const TIMEOUT: u32 = 10;
     pub const INSUFFICIENT_SIZE: u32 = 7;
     pub const DRIVER_NOT_LOADED: u32 = 9;
     pub const GPU_IS_LOST: u32 = 15;
@@ -228,25 +229,24 @@ pub fn nvml_error_string(code: u32) -> &'static str {
         12 => "NVML Shared Library Not Found\0",
         13 => "Function Not Found\0",
         15 => "GPU is lost\0",
-        // Texts of the codes below as other NVML shims give them; the GPU
-        // check (scripts/gpu/30-nvml.sh) compares every code with the driver's.
+        // Driver 580's texts, as scripts/gpu/30-nvml.sh compares them.
         11 => "Interrupt Request Issue\0",
         14 => "Corrupted infoROM\0",
-        16 => "GPU requires restart\0",
-        17 => "The operating system has blocked the request\0",
-        18 => "RM has detected an NVML/RM version mismatch\0",
+        16 => "GPU requires reset\0",
+        17 => "GPU access blocked by the operating system\0",
+        18 => "Driver/library version mismatch\0",
         19 => "In use by another client\0",
         20 => "Insufficient Memory\0",
         21 => "No data\0",
-        22 => "The requested vgpu operation is not available on target device, because ECC is enabled\0",
+        22 => "vGPU ECC not supported\0",
         23 => "Insufficient Resources\0",
-        24 => "Frequency not supported\0",
+        24 => "Invalid Frequency\0",
         25 => "Argument version mismatch\0",
-        26 => "Deprecated\0",
-        27 => "Not Ready\0",
-        28 => "GPU not found\0",
-        29 => "Invalid state\0",
-        30 => "Reset type not supported\0",
+        26 => "Requested functionality has been deprecated\0",
+        27 => "System is not in ready state\0",
+        28 => "No supported GPUs were found\0",
+        29 => "Resource not in correct state to perform requested operation\0",
+        30 => "Reset type is not supported for given device\0",
         _ => "Unknown Error\0",
     }
 }

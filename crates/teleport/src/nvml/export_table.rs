@@ -22,17 +22,49 @@ type Trampoline = extern "C" fn() -> u32;
 
 static SEEN: [AtomicBool; SLOTS] = [const { AtomicBool::new(false) }; SLOTS];
 
+/// What the unimplemented slots do, from `TF_NVML_EXPORT_SLOTS`: a
+/// diagnostic knob while the slots nvidia-smi calls are unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotMode {
+    /// `unsupported` (default): answer `NVML_ERROR_NOT_SUPPORTED`.
+    Unsupported,
+    /// `success`: answer `NVML_SUCCESS` without writing anything.
+    Success,
+    /// `null`: leave the slots null, as an empty table.
+    Null,
+}
+
+fn mode() -> SlotMode {
+    static MODE: OnceLock<SlotMode> = OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("TF_NVML_EXPORT_SLOTS").as_deref() {
+        Ok("success") => SlotMode::Success,
+        Ok("null") => SlotMode::Null,
+        Ok("unsupported") | Err(_) => SlotMode::Unsupported,
+        Ok(other) => {
+            tracing::warn!(
+                "TF_NVML_EXPORT_SLOTS={other:?} is not one of unsupported, success, null; using unsupported"
+            );
+            SlotMode::Unsupported
+        }
+    })
+}
+
 /// Target of slot `I`. Takes no arguments and returns a 32-bit status,
 /// which is safe whatever the real slot's signature: the caller owns its
 /// argument registers and stack and reads only the status.
 extern "C" fn slot<const I: usize>() -> u32 {
-    if !SEEN[I].swap(true, Ordering::Relaxed) {
+    let answer = match mode() {
+        SlotMode::Success => nv::SUCCESS,
+        _ => nv::NOT_SUPPORTED,
+    };
+    if !SEEN[I].swap(true, Ordering::Relaxed) && crate::runtime::may_log() {
         crate::client::ensure_logging();
         tracing::warn!(
-            "slot {I} of NVML's internal export table is not implemented by this client; answering NVML_ERROR_NOT_SUPPORTED"
+            "slot {I} of NVML's internal export table is not implemented by this client; answering {}",
+            if answer == 0 { "NVML_SUCCESS" } else { "NVML_ERROR_NOT_SUPPORTED" }
         );
     }
-    nv::NOT_SUPPORTED
+    answer
 }
 
 /// The table, built once: `[size in bytes, slot 1, ..., slot 511]`.
@@ -76,6 +108,9 @@ fn table() -> &'static Table {
         sixty_four!(t, 384);
         sixty_four!(t, 448);
         let mut words = t.map(|f| f as usize);
+        if mode() == SlotMode::Null {
+            words.fill(0);
+        }
         words[0] = SLOTS * std::mem::size_of::<usize>();
         Table(words)
     })
