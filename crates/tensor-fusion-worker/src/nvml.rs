@@ -89,6 +89,7 @@ type FnBar1 = unsafe extern "C" fn(NvmlDevice, *mut NvmlBar1Memory) -> NvmlRetur
 type FnUtilization = unsafe extern "C" fn(NvmlDevice, *mut NvmlUtilization) -> NvmlReturn;
 /// `(device, unsigned int / enum *)`: enums are `int`-sized in NVML's ABI.
 type FnU32 = unsafe extern "C" fn(NvmlDevice, *mut c_uint) -> NvmlReturn;
+type FnDevice = unsafe extern "C" fn(NvmlDevice) -> NvmlReturn;
 /// `(device, unsigned int / enum selector, unsigned int *)`.
 type FnArgU32 = unsafe extern "C" fn(NvmlDevice, c_uint, *mut c_uint) -> NvmlReturn;
 /// `(device, unsigned int / int / enum *, same *)`.
@@ -114,6 +115,8 @@ const U32_QUERIES: &[(Query, &str)] = &[
     (Query::ComputeMode, "nvmlDeviceGetComputeMode"),
     (Query::DisplayMode, "nvmlDeviceGetDisplayMode"),
     (Query::DisplayActive, "nvmlDeviceGetDisplayActive"),
+    (Query::VirtualizationMode, "nvmlDeviceGetVirtualizationMode"),
+    (Query::MaxMigDeviceCount, "nvmlDeviceGetMaxMigDeviceCount"),
 ];
 
 /// Queries answered by an `FnArgU32` entry point.
@@ -170,6 +173,7 @@ struct Fns {
     pci_info: Option<FnPciInfo>,
     memory_info: Option<FnMemoryInfo>,
     bar1: Option<FnBar1>,
+    validate_inforom: Option<FnDevice>,
     utilization: Option<FnUtilization>,
     total_ecc_errors: Option<FnEccCount>,
     u32s: HashMap<Query, FnU32>,
@@ -274,6 +278,7 @@ impl Nvml {
                 pci_info: resolve(lib, &["nvmlDeviceGetPciInfo_v3"]),
                 memory_info: resolve(lib, &["nvmlDeviceGetMemoryInfo"]),
                 bar1: resolve(lib, &["nvmlDeviceGetBAR1MemoryInfo"]),
+                validate_inforom: resolve(lib, &["nvmlDeviceValidateInforom"]),
                 utilization: resolve(lib, &["nvmlDeviceGetUtilizationRates"]),
                 total_ecc_errors: resolve(lib, &["nvmlDeviceGetTotalEccErrors"]),
                 u32s: resolve_table(lib, U32_QUERIES),
@@ -519,6 +524,12 @@ impl Nvml {
                 // SAFETY: `dev` is a handle NVML returned; `u` is writable.
                 check(unsafe { f(dev, &mut u) })?;
                 Ok(NvmlAnswer::nums([u64::from(u.gpu), u64::from(u.memory)]))
+            }
+            Query::ValidateInforom => {
+                let f = need(self.f.validate_inforom)?;
+                // SAFETY: `dev` is a handle NVML returned.
+                check(unsafe { f(dev) })?;
+                Ok(NvmlAnswer::default())
             }
             Query::TotalEccErrors => {
                 let f = need(self.f.total_ecc_errors)?;

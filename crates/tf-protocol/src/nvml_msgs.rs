@@ -120,6 +120,12 @@ queries! {
     DisplayMode = nvmlDeviceGetDisplayMode,
     /// `[nvmlEnableState_t]`
     DisplayActive = nvmlDeviceGetDisplayActive,
+    /// `[nvmlGpuVirtualizationMode_t]`
+    VirtualizationMode = nvmlDeviceGetVirtualizationMode,
+    /// `[count]`
+    MaxMigDeviceCount = nvmlDeviceGetMaxMigDeviceCount,
+    /// `[]`: only the status (is the infoROM valid).
+    ValidateInforom = nvmlDeviceValidateInforom,
     /// `[pid, used bytes]` per process: the asking client's own process
     /// while it holds a context on the device (answered by the worker core,
     /// not the backend).
@@ -142,6 +148,8 @@ pub fn static_queries() -> Vec<(Query, u32)> {
         (Query::PowerDefaultLimit, 0),
         (Query::NumFans, 0),
         (Query::VbiosVersion, 0),
+        (Query::VirtualizationMode, 0),
+        (Query::MaxMigDeviceCount, 0),
     ];
     for t in CLOCK_TYPES {
         v.push((Query::MaxClock, t));

@@ -85,6 +85,9 @@ impl tf_worker_core::NvmlBackend for HostBackend {
             Query::PersistenceMode => one(1),
             Query::ComputeMode | Query::DisplayMode | Query::DisplayActive => one(0),
             Query::MigMode => Ok(NvmlAnswer::nums([0, 0])),
+            Query::VirtualizationMode => one(0), // NVML_GPU_VIRTUALIZATION_MODE_NONE
+            Query::MaxMigDeviceCount => one(7),
+            Query::ValidateInforom => Ok(NvmlAnswer::default()),
             // A board without fans, like the SXM modules this imitates.
             Query::NumFans | Query::FanSpeed | Query::FanSpeedOf => Err(nvml::NOT_SUPPORTED),
             // Answered by the worker core from the session.

@@ -178,6 +178,23 @@ get_u32!(get_persistence_mode, Query::PersistenceMode);
 get_u32!(get_compute_mode, Query::ComputeMode);
 get_u32!(get_display_mode, Query::DisplayMode);
 get_u32!(get_display_active, Query::DisplayActive);
+get_u32!(get_virtualization_mode, Query::VirtualizationMode);
+get_u32!(get_max_mig_device_count, Query::MaxMigDeviceCount);
+
+unsafe extern "C" fn validate_inforom(dev: *mut c_void) -> NvmlReturn {
+    guard(|| {
+        let h = handle(dev)?;
+        answer(h, Query::ValidateInforom, 0).map(|_| ())
+    })
+}
+
+/// Handles given out are whole devices, never MIG instances.
+unsafe extern "C" fn is_mig_device_handle(dev: *mut c_void, is_mig: *mut c_uint) -> NvmlReturn {
+    guard(|| {
+        handle(dev)?;
+        out(is_mig, 0)
+    })
+}
 get_arg_u32!(get_max_clock, Query::MaxClock);
 get_arg_u32!(get_default_app_clock, Query::DefaultAppClock);
 get_arg_u32!(get_temperature_threshold, Query::TemperatureThreshold);
@@ -462,6 +479,19 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
             get_persistence_mode as Entry,
         ),
         (n::nvmlDeviceGetComputeMode, get_compute_mode as Entry),
+        (
+            n::nvmlDeviceGetVirtualizationMode,
+            get_virtualization_mode as Entry,
+        ),
+        (
+            n::nvmlDeviceGetMaxMigDeviceCount,
+            get_max_mig_device_count as Entry,
+        ),
+        (n::nvmlDeviceValidateInforom, validate_inforom as Entry),
+        (
+            n::nvmlDeviceIsMigDeviceHandle,
+            is_mig_device_handle as Entry,
+        ),
         (n::nvmlDeviceGetDisplayMode, get_display_mode as Entry),
         (n::nvmlDeviceGetDisplayActive, get_display_active as Entry),
         (n::nvmlDeviceGetMaxClockInfo, get_max_clock as Entry),

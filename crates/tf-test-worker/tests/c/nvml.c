@@ -112,6 +112,14 @@ FN(ret_t, nvmlDeviceGetComputeMode, (dev_t_, int *))
 FN(ret_t, nvmlDeviceGetMigMode, (dev_t_, unsigned *, unsigned *))
 FN(ret_t, nvmlDeviceGetDisplayMode, (dev_t_, int *))
 FN(ret_t, nvmlDeviceGetDisplayActive, (dev_t_, int *))
+FN(ret_t, nvmlDeviceGetVirtualizationMode, (dev_t_, int *))
+FN(ret_t, nvmlDeviceGetMaxMigDeviceCount, (dev_t_, unsigned *))
+FN(ret_t, nvmlDeviceValidateInforom, (dev_t_))
+FN(ret_t, nvmlDeviceIsMigDeviceHandle, (dev_t_, unsigned *))
+FN(ret_t, nvmlEventSetCreate, (void **))
+FN(ret_t, nvmlDeviceRegisterEvents, (dev_t_, unsigned long long, void *))
+FN(ret_t, nvmlEventSetWait_v2, (void *, void *, unsigned))
+FN(ret_t, nvmlEventSetFree, (void *))
 FN(ret_t, nvmlDeviceGetComputeRunningProcesses, (dev_t_, unsigned *, proc1_t *))
 FN(ret_t, nvmlDeviceGetComputeRunningProcesses_v2, (dev_t_, unsigned *, proc2_t *))
 FN(ret_t, nvmlDeviceGetComputeRunningProcesses_v3, (dev_t_, unsigned *, proc2_t *))
@@ -161,6 +169,10 @@ static void load(void) {
     LOAD(nvml, nvmlDeviceGetPerformanceState); LOAD(nvml, nvmlDeviceGetPowerState);
     LOAD(nvml, nvmlDeviceGetEccMode); LOAD(nvml, nvmlDeviceGetTotalEccErrors);
     LOAD(nvml, nvmlDeviceGetPersistenceMode); LOAD(nvml, nvmlDeviceGetComputeMode);
+    LOAD(nvml, nvmlDeviceGetVirtualizationMode); LOAD(nvml, nvmlDeviceGetMaxMigDeviceCount);
+    LOAD(nvml, nvmlDeviceValidateInforom); LOAD(nvml, nvmlDeviceIsMigDeviceHandle);
+    LOAD(nvml, nvmlEventSetCreate); LOAD(nvml, nvmlDeviceRegisterEvents);
+    LOAD(nvml, nvmlEventSetWait_v2); LOAD(nvml, nvmlEventSetFree);
     LOAD(nvml, nvmlDeviceGetMigMode); LOAD(nvml, nvmlDeviceGetDisplayMode); LOAD(nvml, nvmlDeviceGetDisplayActive);
     LOAD(nvml, nvmlDeviceGetComputeRunningProcesses); LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v2);
     LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v3); LOAD(nvml, nvmlDeviceGetGraphicsRunningProcesses);
@@ -363,6 +375,21 @@ static void fact_checks(unsigned i, dev_t_ h) {
     EXPECT(s == 0, "display mode %d", s);
     RET(OK, nvmlDeviceGetDisplayActive(h, &s));
     EXPECT(s == 0, "display active %d", s);
+    /* what nvidia-smi asks for at start-up */
+    RET(OK, nvmlDeviceGetVirtualizationMode(h, &s));
+    EXPECT(s == 0, "virtualization mode %d", s);
+    RET(OK, nvmlDeviceGetMaxMigDeviceCount(h, &v));
+    EXPECT(v == 7, "max MIG devices %u", v);
+    RET(OK, nvmlDeviceValidateInforom(h));
+    v = 9;
+    RET(OK, nvmlDeviceIsMigDeviceHandle(h, &v));
+    EXPECT(v == 0, "is MIG handle %u", v);
+    void *set = NULL;
+    unsigned char event[64];
+    RET(OK, nvmlEventSetCreate(&set));
+    RET(3 /* NOT_SUPPORTED */, nvmlDeviceRegisterEvents(h, 1, set));
+    RET(10 /* TIMEOUT */, nvmlEventSetWait_v2(set, event, 5));
+    RET(OK, nvmlEventSetFree(set));
 }
 
 static void memory_checks(dev_t_ h, unsigned long long total, unsigned long long used) {
