@@ -31,11 +31,20 @@ thread_local! {
     static CURRENT: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Runs an export body, turning a panic into `CUDA_ERROR_UNKNOWN`.
+/// Runs an export body, turning a panic into `CUDA_ERROR_UNKNOWN`. A
+/// failing call is logged at debug level with the place of the export that
+/// answered it, so a debug log shows which call a library tripped over.
+#[track_caller]
 pub(crate) fn guard(f: impl FnOnce() -> Result<(), CUresult>) -> CUresult {
+    let at = std::panic::Location::caller();
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(Ok(())) => cu::SUCCESS,
-        Ok(Err(code)) => code,
+        Ok(Err(code)) => {
+            if tracing::enabled!(tracing::Level::DEBUG) && crate::runtime::may_log() {
+                tracing::debug!(status = code, at = %at, "call failed");
+            }
+            code
+        }
         Err(_) => {
             if crate::runtime::may_log() {
                 tracing::error!(

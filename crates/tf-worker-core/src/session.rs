@@ -103,6 +103,13 @@ impl Session {
             tracing::debug_span!("call", session = self.id, op = name, bytes = payload.len())
                 .entered();
         let out = self.dispatch(req);
+        if let Outcome::Reply(ref p) = out {
+            // Failures are what one reads a debug log for.
+            if p.len() >= 4 && p[..4] != [0; 4] {
+                let status = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
+                tracing::debug!(status, "call failed");
+            }
+        }
         if header.is_no_reply() {
             if let Outcome::Reply(ref p) = out {
                 let status = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);

@@ -49,14 +49,26 @@ unsafe fn options(
     if n == 0 {
         return Ok(Vec::new());
     }
-    if options.is_null() || values.is_null() || n as usize > tf_protocol::exec_msgs::MAX_JIT_OPTIONS
-    {
+    if options.is_null() || n as usize > tf_protocol::exec_msgs::MAX_JIT_OPTIONS {
         return Err(cu::INVALID_VALUE);
     }
+    // A null value array is accepted by the driver (measured: cuBLAS loads
+    // its libraries with one library option and no values); every value is
+    // then null.
     (0..n as usize)
         .map(|i| {
-            // SAFETY: `i < n`, within both arrays (caller's contract).
-            let (option, value) = unsafe { (*options.add(i), *values.add(i)) };
+            // SAFETY: `i < n`, within both arrays when they are given
+            // (caller's contract); `values` is only read when non-null.
+            let (option, value) = unsafe {
+                (
+                    *options.add(i),
+                    if values.is_null() {
+                        std::ptr::null_mut()
+                    } else {
+                        *values.add(i)
+                    },
+                )
+            };
             Ok(Opt {
                 option,
                 value: value as u64,
@@ -415,7 +427,18 @@ unsafe extern "C" fn cu_library_load_data(
     nl: c_uint,
 ) -> CUresult {
     guard(|| {
-        let image = image::read(code)?;
+        tracing::debug!(
+            code = ?code,
+            nj,
+            jopts_null = jopts.is_null(),
+            jvalues_null = jvalues.is_null(),
+            nl,
+            lopts_null = lopts.is_null(),
+            lvalues_null = lvalues.is_null(),
+            "cuLibraryLoadData"
+        );
+        let image =
+            image::read(code).inspect_err(|e| tracing::debug!(status = e, "image not read"))?;
         // SAFETY: forwarded arguments of this very call.
         let id = unsafe {
             load_library(
@@ -633,4 +656,27 @@ pub(super) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     set(c::cuLibraryGetModule, cu_library_get_module as Entry);
     set(c::cuLibraryGetGlobal, cu_library_get_global as Entry);
     set(c::cuKernelGetFunction, cu_kernel_get_function as Entry);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_values_may_be_null() {
+        let opts = [1u32, 0];
+        // SAFETY: two readable options, no values, as cuBLAS passes them.
+        let got = unsafe { options(2, opts.as_ptr(), std::ptr::null()) }.unwrap();
+        assert_eq!(
+            got.iter().map(|o| (o.option, o.value)).collect::<Vec<_>>(),
+            [(1, 0), (0, 0)]
+        );
+        let values = [7usize as *mut c_void, std::ptr::null_mut()];
+        // SAFETY: two readable options and values.
+        let got = unsafe { options(2, opts.as_ptr(), values.as_ptr()) }.unwrap();
+        assert_eq!(got[0].value, 7);
+        // SAFETY: null options with a nonzero count are refused before any read.
+        let refused = unsafe { options(1, std::ptr::null(), std::ptr::null()) };
+        assert_eq!(refused.unwrap_err(), cu::INVALID_VALUE);
+    }
 }
