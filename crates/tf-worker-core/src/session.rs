@@ -337,10 +337,11 @@ impl Session {
             Request::Ctx(r) => crate::ctx::dispatch(self, r),
             Request::Exec(r) => crate::exec::dispatch(self, r),
             Request::NvmlMemoryInfo { index } => reply((|| {
-                let (phys_total, _free, _used) =
+                let (phys_total, phys_free, _used) =
                     b.nvml_memory(index)
                         .map_err(|s| if s == 0 { nvml::UNKNOWN } else { s })?;
-                Ok(w.nvml_view(phys_total))
+                let mine = self.allocs.values().map(|(size, _)| size).sum();
+                Ok(w.nvml_view(phys_total, phys_free, mine))
             })()),
         }
     }

@@ -150,12 +150,17 @@ impl Worker {
         self.backend.nvml_init()
     }
 
-    /// NVML `(total, free, used)`: total = min(limit, physical), used = what
-    /// this worker's clients allocated.
-    pub fn nvml_view(&self, phys_total: u64) -> (u64, u64, u64) {
+    /// NVML `(total, free, used)` as one client sees its virtual GPU: total
+    /// = min(limit, physical); used = what this client allocated; free =
+    /// what it could still allocate (the limit left by all clients, and no
+    /// more than is physically free).
+    pub fn nvml_view(&self, phys_total: u64, phys_free: u64, mine: u64) -> (u64, u64, u64) {
         let total = self.cap(phys_total);
-        let used = self.used_bytes().min(total);
-        (total, total - used, used)
+        let used = mine.min(total);
+        let left = self.limit.map_or(phys_free, |l| {
+            phys_free.min(l.saturating_sub(self.used_bytes()))
+        });
+        (total, left.min(total - used), used)
     }
 
     /// Warnings a client can trigger are rate-limited (one per second) so a
