@@ -9,12 +9,18 @@ env LD_LIBRARY_PATH="$REAL_DIR" timeout 300 python3 "$PY" run "$O/native.pt" >"$
 row "qwen3: native" "$([ $? = 0 ] && echo PASS || echo FAIL)" "$(head -1 "$O/native.txt" | cut -c1-160)"
 for net in native shmem; do
     start_worker $net "$O/worker-$net.log" || { row "qwen3: $net worker" FAIL "did not start"; continue; }
-    (sleep 25; nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv >"$O/smi-apps-$net.txt" 2>&1) &
+    # Sample the host's view every 2 s while the remoted run works; keep
+    # the first sample that lists the worker.
+    (for _ in $(seq 60); do
+        nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv >"$O/smi-apps-$net.tmp" 2>&1
+        if grep -q tensor-fusion-worker "$O/smi-apps-$net.tmp"; then mv "$O/smi-apps-$net.tmp" "$O/smi-apps-$net.txt"; exit 0; fi
+        cp "$O/smi-apps-$net.tmp" "$O/smi-apps-$net.txt"; sleep 2
+    done) &
     spid=$!
     through_client path env TF_ENABLE_LOG=1 TF_LOG_LEVEL=info TF_LOG_PATH="$O/client-$net.log" \
         timeout 300 python3 "$PY" run "$O/client-$net.pt" >"$O/client-$net.txt" 2>&1
     st=$?
-    wait $spid
+    kill $spid 2>/dev/null; wait $spid 2>/dev/null
     if [ $st = 0 ]; then
         python3 "$PY" compare "$O/native.pt" "$O/client-$net.pt" >"$O/compare-$net.txt" 2>&1
         row "qwen3: client over $net" "$(tail -1 "$O/compare-$net.txt")" \
@@ -31,3 +37,4 @@ for net in native shmem; do
     fi
     stop_worker
 done
+rm -f "$O"/*.pt
