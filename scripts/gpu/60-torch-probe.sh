@@ -51,15 +51,15 @@ probe streams-events 'import torch; s = torch.cuda.Stream(); e0, e1 = torch.cuda
 with torch.cuda.stream(s):
     e0.record(); x = torch.ones(1 << 20, device="cuda").cumsum(0); e1.record()
 torch.cuda.synchronize(); print(float(x[-1]), e0.elapsed_time(e1) >= 0)'
-probe cupy "$(cat .gpu/tests/frameworks/cupy_check.py)"
-probe jax "$(cat .gpu/tests/frameworks/jax_check.py)"
-probe numba "$(cat .gpu/tests/frameworks/numba_check.py)"
+probe cupy "$(cat tests/gpu/frameworks/cupy_check.py)"
+probe jax "$(cat tests/gpu/frameworks/jax_check.py)"
+probe numba "$(cat tests/gpu/frameworks/numba_check.py)"
 stop_worker
 # Triton needs its kernels in a file (it reads their source).
 start_worker native "$O/worker-triton.log" || return 0
-env LD_LIBRARY_PATH="$REAL_DIR" timeout 120 python3 .gpu/tests/frameworks/triton_check.py >"$O/triton-native.txt" 2>&1
+env LD_LIBRARY_PATH="$REAL_DIR" timeout 120 python3 tests/gpu/frameworks/triton_check.py >"$O/triton-native.txt" 2>&1
 through_client path env TF_ENABLE_LOG=1 TF_LOG_PATH="$O/triton.client.log" TRITON_LIBCUDA_PATH="$CLIENT_DIR" \
-    timeout 120 python3 .gpu/tests/frameworks/triton_check.py >"$O/triton-client.txt" 2>&1
+    timeout 120 python3 tests/gpu/frameworks/triton_check.py >"$O/triton-client.txt" 2>&1
 st=$?
 row "torch probe: triton" "$([ $st = 0 ] && [ "$(tail -1 "$O/triton-client.txt")" = "$(tail -1 "$O/triton-native.txt")" ] && echo PASS || echo FAIL)" \
     "exit $st: $(tail -1 "$O/triton-client.txt" | cut -c1-120) (native: $(tail -1 "$O/triton-native.txt" | cut -c1-60))"
