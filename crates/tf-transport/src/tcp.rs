@@ -120,6 +120,9 @@ impl TcpConnection {
         f: impl FnOnce(FrameHeader, &[u8]) -> R,
     ) -> Result<R, TransportError> {
         let mut head = [0u8; HEADER_LEN];
+        if self.reader.buffer().is_empty() {
+            self.spin_until_readable();
+        }
         // A clean close is only a clean close at a frame boundary.
         let first = loop {
             match self.reader.read(&mut head) {
@@ -151,6 +154,39 @@ impl TcpConnection {
             .read_exact(&mut self.payload[..len])
             .map_err(|e| self.io_error(e))?;
         Ok(f(header, &self.payload[..len]))
+    }
+
+    /// Polls the socket without blocking for a short while before the
+    /// blocking read. A request/response round trip otherwise pays two
+    /// sleeping-thread wake-ups, which cost ~50 µs each on an idle virtual
+    /// CPU (measured on the 2-core build VM: 99–110 µs p50 idle, ~22 µs
+    /// when the cores were busy); answers usually arrive within the spin.
+    fn spin_until_readable(&self) {
+        const SPIN: Duration = Duration::from_micros(60);
+        let fd = self.reader.get_ref().as_raw_fd();
+        let start = std::time::Instant::now();
+        let mut byte = 0u8;
+        loop {
+            // SAFETY: `fd` is this connection's open socket; the 1-byte
+            // buffer is valid; MSG_PEEK leaves the data in the socket.
+            let r = unsafe {
+                libc::recv(
+                    fd,
+                    (&mut byte as *mut u8).cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            // Data, a close (0) or an error other than "would block": let
+            // the blocking read see it.
+            if r >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+                return;
+            }
+            if start.elapsed() >= SPIN {
+                return;
+            }
+            std::hint::spin_loop();
+        }
     }
 
     /// See [`crate::Connection::recv_timeout`].
