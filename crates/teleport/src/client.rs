@@ -111,7 +111,9 @@ impl Client {
         }
         .map_err(ClientError::Connect)?;
         let target = conn.describe();
-        let chunk = CHUNK.min(conn.max_payload().saturating_sub(256)).max(4096);
+        // A quarter of a SHMEM ring per chunk keeps up to four chunks in
+        // flight, so both sides copy at once; TCP frames are capped at CHUNK.
+        let chunk = CHUNK.min(conn.max_payload() / 2).max(4096);
         let mut link = Link {
             conn: Some(conn),
             next_id: 1,
