@@ -296,6 +296,69 @@ stream_exports!(
     cu_event_record_with_flags_ptsz
 );
 
+/// `cuStreamGetCaptureInfo*`: no stream is ever capturing (see
+/// `cu_stream_is_capturing`), so the status is NONE and the id 0; the other
+/// outputs, which the driver fills only while capturing, are cleared when
+/// given. cuSOLVER asks this before every call.
+fn capture_info(
+    s: Handle,
+    pt: bool,
+    status: *mut c_int,
+    id: *mut u64,
+    rest: &[*mut usize],
+) -> Result<(), CUresult> {
+    wire_stream(s as u64, pt)?;
+    out(status, 0)?;
+    if !id.is_null() {
+        out(id, 0)?;
+    }
+    for p in rest.iter().filter(|p| !p.is_null()) {
+        out(*p, 0)?;
+    }
+    Ok(())
+}
+
+macro_rules! capture_exports {
+    ($pt:expr, $v1:ident, $v2:ident, $v3:ident) => {
+        unsafe extern "C" fn $v1(s: Handle, status: *mut c_int, id: *mut u64) -> CUresult {
+            guard(|| capture_info(s, $pt, status, id, &[]))
+        }
+        unsafe extern "C" fn $v2(
+            s: Handle,
+            status: *mut c_int,
+            id: *mut u64,
+            graph: *mut usize,
+            deps: *mut usize,
+            n: *mut usize,
+        ) -> CUresult {
+            guard(|| capture_info(s, $pt, status, id, &[graph, deps, n]))
+        }
+        unsafe extern "C" fn $v3(
+            s: Handle,
+            status: *mut c_int,
+            id: *mut u64,
+            graph: *mut usize,
+            deps: *mut usize,
+            edges: *mut usize,
+            n: *mut usize,
+        ) -> CUresult {
+            guard(|| capture_info(s, $pt, status, id, &[graph, deps, edges, n]))
+        }
+    };
+}
+capture_exports!(
+    false,
+    cu_stream_get_capture_info,
+    cu_stream_get_capture_info_v2,
+    cu_stream_get_capture_info_v3
+);
+capture_exports!(
+    true,
+    cu_stream_get_capture_info_ptsz,
+    cu_stream_get_capture_info_v2_ptsz,
+    cu_stream_get_capture_info_v3_ptsz
+);
+
 unsafe extern "C" fn cu_event_create(pe: *mut Handle, flags: c_uint) -> CUresult {
     guard(|| {
         if pe.is_null() {
@@ -480,6 +543,30 @@ pub(super) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     set(c::cuStreamGetCtx, cu_stream_get_ctx as Entry);
     set(c::cuStreamGetCtx_ptsz, cu_stream_get_ctx_ptsz as Entry);
     set(c::cuStreamIsCapturing, cu_stream_is_capturing as Entry);
+    set(
+        c::cuStreamGetCaptureInfo,
+        cu_stream_get_capture_info as Entry,
+    );
+    set(
+        c::cuStreamGetCaptureInfo_v2,
+        cu_stream_get_capture_info_v2 as Entry,
+    );
+    set(
+        c::cuStreamGetCaptureInfo_v3,
+        cu_stream_get_capture_info_v3 as Entry,
+    );
+    set(
+        c::cuStreamGetCaptureInfo_ptsz,
+        cu_stream_get_capture_info_ptsz as Entry,
+    );
+    set(
+        c::cuStreamGetCaptureInfo_v2_ptsz,
+        cu_stream_get_capture_info_v2_ptsz as Entry,
+    );
+    set(
+        c::cuStreamGetCaptureInfo_v3_ptsz,
+        cu_stream_get_capture_info_v3_ptsz as Entry,
+    );
     set(
         c::cuStreamIsCapturing_ptsz,
         cu_stream_is_capturing_ptsz as Entry,

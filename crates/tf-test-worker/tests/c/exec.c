@@ -73,6 +73,7 @@ FN(CUresult, cuStreamGetPriority, (CUstream, int *))
 FN(CUresult, cuStreamGetFlags, (CUstream, unsigned *))
 FN(CUresult, cuStreamGetCtx, (CUstream, CUcontext *))
 FN(CUresult, cuStreamIsCapturing, (CUstream, int *))
+FN(CUresult, cuStreamGetCaptureInfo_v2, (CUstream, int *, unsigned long long *, void **, const void **, size_t *))
 FN(CUresult, cuEventCreate, (CUevent *, unsigned))
 FN(CUresult, cuEventRecord, (CUevent, CUstream))
 FN(CUresult, cuEventRecordWithFlags, (CUevent, CUstream, unsigned))
@@ -208,7 +209,7 @@ static void load(void) {
     LOAD(cuMemsetD2D8Async); LOAD(cuMemsetD2D16Async); LOAD(cuMemsetD2D32Async);
     LOAD(cuStreamCreate); LOAD(cuStreamCreateWithPriority); LOAD(cuStreamDestroy_v2);
     LOAD(cuStreamSynchronize); LOAD(cuStreamSynchronize_ptsz); LOAD(cuStreamQuery); LOAD(cuStreamWaitEvent);
-    LOAD(cuStreamGetPriority); LOAD(cuStreamGetFlags); LOAD(cuStreamGetCtx); LOAD(cuStreamIsCapturing);
+    LOAD(cuStreamGetPriority); LOAD(cuStreamGetFlags); LOAD(cuStreamGetCtx); LOAD(cuStreamIsCapturing); LOAD(cuStreamGetCaptureInfo_v2);
     LOAD(cuEventCreate); LOAD(cuEventRecord); LOAD(cuEventRecordWithFlags); LOAD(cuEventSynchronize);
     LOAD(cuEventQuery); LOAD(cuEventElapsedTime_v2); LOAD(cuEventDestroy_v2);
     LOAD(cuModuleLoad); LOAD(cuModuleLoadData); LOAD(cuModuleLoadDataEx); LOAD(cuModuleLoadFatBinary);
@@ -398,6 +399,13 @@ static void launches(CUcontext ctx, CUfunction f_add, CUfunction f_bv, CUlibrary
     EXPECT(sc == ctx, "stream context");
     CHECK(cuStreamIsCapturing(s1, &cap));
     EXPECT(cap == 0, "capturing %d", cap);
+    {
+        /* as cuSOLVER asks before each call: never capturing, outputs cleared */
+        int st = 7; unsigned long long id = 9; void *g = (void *)1; const void *d = (void *)1; size_t nd = 5;
+        CHECK(cuStreamGetCaptureInfo_v2(s1, &st, &id, &g, &d, &nd));
+        EXPECT(st == 0 && id == 0 && g == NULL && d == NULL && nd == 0, "capture info %d %llu %p %p %zu", st, id, g, d, nd);
+        EXPECT(cuStreamGetCaptureInfo_v2((CUstream)0x123456, &st, &id, NULL, NULL, NULL) != 0, "capture info of a bogus stream must fail");
+    }
     CHECK(cuEventCreate(&e0, 0));
     CHECK(cuEventCreate(&e1, 0));
     CHECK(cuEventCreate(&e_nt, 2 /* DISABLE_TIMING */));
