@@ -79,3 +79,11 @@ stop_worker
 grep -B2 'call failed' "$O/worker-rope.log" | head -40 >"$O/rope-failures.txt" || true
 grep 'call failed' "$O/rope.client.log" | sort | uniq -c | sort -rn | head -20 >"$O/rope-client-failures.txt" || true
 row "torch probe: client-side failures (rope)" INFO "$(cut -c1-60 <"$O/rope-client-failures.txt" | head -0)$(grep -o 'status=[0-9]* at=[^ ]*' "$O/rope.client.log" | sort | uniq -c | sort -rn | head -6 | tr -s ' ' | tr '\n' ';')"
+
+# cuFFT fails through the client without a not-remoted call: rerun it with
+# debug logs and list the client-side failures (status and answering export).
+start_worker native "$O/worker-cufft.log" || return 0
+through_client path env TF_ENABLE_LOG=1 TF_LOG_LEVEL=debug TF_LOG_PATH="$O/cufft-debug.client.log" timeout 120 python3 -c '
+import torch; x = torch.randn(4096, device="cuda"); print(float(torch.fft.fft(x).abs().sum()))' >"$O/cufft-debug.txt" 2>&1
+stop_worker
+row "torch probe: client-side failures (cufft)" INFO "$(grep -o 'status=[0-9]* at=[^ ]*' "$O/cufft-debug.client.log" | sort | uniq -c | sort -rn | head -6 | tr -s ' ' | tr '\n' ';'); $(grep -o '[A-Za-z0-9_]* is not remoted' "$O/cufft-debug.client.log" | sort -u | tr '\n' ' ')"
