@@ -12,8 +12,10 @@ probe() {
     want=$(tail -1 "$O/$name-native.txt")
     got=$(tail -1 "$O/$name-client.txt")
     local missing
-    missing=$(grep -o '[A-Za-z0-9_]* is not remoted by this client yet' "$O/$name.client.log" 2>/dev/null |
-        awk '{print $1}' | sort -u | tr '\n' ' ' | cut -c1-300)
+    missing=$( (grep -o '[A-Za-z0-9_]* is not remoted by this client yet' "$O/$name.client.log" 2>/dev/null |
+        awk '{print $1}'
+        grep -o 'export table [^ ]* ([0-9a-f]*) slot [0-9]*\|export table [0-9a-f]* slot [0-9]*' "$O/$name.client.log" 2>/dev/null |
+        sed 's/export table //') | sort -u | tr '\n' ' ' | cut -c1-300)
     if ! tail -1 "$O/$name-native.txt" | grep -q . || grep -q Traceback "$O/$name-native.txt"; then
         row "torch probe: $name" FAIL "the native run failed too (the probe or the environment is broken): $(tail -1 "$O/$name-native.txt" | cut -c1-120)"
     elif [ $st = 0 ] && [ "$got" = "$want" ]; then
