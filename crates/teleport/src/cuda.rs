@@ -232,22 +232,6 @@ pub(crate) unsafe extern "C" fn cu_device_primary_ctx_release(dev: CUdevice) -> 
     })
 }
 
-pub(crate) unsafe extern "C" fn cu_device_primary_ctx_get_state(
-    dev: CUdevice,
-    flags: *mut c_uint,
-    active: *mut c_int,
-) -> CUresult {
-    guard(|| {
-        if flags.is_null() || active.is_null() {
-            return Err(cu::INVALID_VALUE);
-        }
-        device(dev)?;
-        let (f, a) = session()?.call::<(u32, i32)>(&Request::PrimaryCtxGetState { dev })?;
-        out(flags, f)?;
-        out(active, a)
-    })
-}
-
 pub(crate) fn known_ctx(handle: u64) -> Option<CUdevice> {
     let p = PRIMARY.lock().unwrap_or_else(|e| e.into_inner());
     let primary = p
@@ -549,10 +533,6 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     set(
         c::cuDevicePrimaryCtxRelease_v2,
         cu_device_primary_ctx_release as Entry,
-    );
-    set(
-        c::cuDevicePrimaryCtxGetState,
-        cu_device_primary_ctx_get_state as Entry,
     );
     set(c::cuCtxGetCurrent, cu_ctx_get_current as Entry);
     set(c::cuCtxSetCurrent, cu_ctx_set_current as Entry);
