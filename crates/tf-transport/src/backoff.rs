@@ -62,7 +62,7 @@ impl Backoff {
         match self.phase {
             Phase::Spin => {
                 std::hint::spin_loop();
-                if self.rounds % CLOCK_EVERY == 0 && self.start.elapsed() >= SPIN {
+                if self.rounds.is_multiple_of(CLOCK_EVERY) && self.start.elapsed() >= SPIN {
                     self.phase = Phase::Yield;
                 }
             }
@@ -83,7 +83,7 @@ impl Backoff {
     /// now: peer liveness, deadlines. Rarely while spinning, every round once
     /// the wait yields or sleeps (a round then costs far more than a check).
     pub(crate) fn should_check(&self) -> bool {
-        self.phase != Phase::Spin || self.rounds % CLOCK_EVERY == 0
+        self.phase != Phase::Spin || self.rounds.is_multiple_of(CLOCK_EVERY)
     }
 }
 

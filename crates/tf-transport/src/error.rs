@@ -156,7 +156,7 @@ pub(crate) fn is_disconnect(e: &io::Error) -> bool {
 /// whole number of MiB (it always is for regions this crate creates).
 pub(crate) fn mib_string(bytes: u64) -> String {
     const MIB: u64 = 1 << 20;
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         (bytes / MIB).to_string()
     } else {
         format!("{:.2}", bytes as f64 / MIB as f64)

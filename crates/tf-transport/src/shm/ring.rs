@@ -255,7 +255,7 @@ impl Consumer {
                 }
             }
             let avail = self.head_seen.wrapping_sub(self.pos);
-            if self.head_seen < self.pos || avail > self.cap || avail % ALIGN != 0 {
+            if self.head_seen < self.pos || avail > self.cap || !avail.is_multiple_of(ALIGN) {
                 return Err(RingError::Corrupt(format!(
                     "producer index {} is outside [{}, {}] or unaligned",
                     self.head_seen,
