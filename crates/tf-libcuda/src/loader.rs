@@ -53,6 +53,99 @@ compile_error!("the client libraries' trampolines exist for x86_64 and aarch64 o
 
 pub(crate) use trampoline;
 
+/// Everything an export library holds besides its generated exports: the
+/// `TENSOR_FUSION_CLIENT` marker, the slot table with its fallbacks (an error
+/// code, or a string for entry points that return one), and the constructor
+/// that fills the table from `libteleport.so`. Expanded at each library's
+/// crate root, where the trampolines expect `crate::SLOTS`.
+macro_rules! export_layer {
+    (
+        library: $library:literal,
+        table_symbol: $table:literal,
+        api_hash: $hash:expr,
+        count: $count:expr,
+        fallback_status: $status:expr,
+        fallback_message: $message:literal $(,)?
+    ) => {
+        /// Marker: "this library is the TensorFusion client, not a driver".
+        #[unsafe(no_mangle)]
+        pub static TENSOR_FUSION_CLIENT: u32 = 1;
+
+        const CLIENT: loader::Client = loader::Client {
+            library: $library,
+            table_symbol: $table,
+            api_hash: $hash,
+            count: $count,
+        };
+
+        /// Jump targets of the exports, indexed like the tf-api name list.
+        /// Written only by the constructor, before `dlopen` of this library
+        /// returns; after that only read (by the trampolines).
+        static mut SLOTS: [loader::Slot; $count] = initial_slots();
+
+        const fn initial_slots() -> [loader::Slot; $count] {
+            let mut slots = [fallback as loader::Slot; $count];
+            let mut i = 0;
+            while i < generated::exports::RETURNS_POINTER.len() {
+                slots[generated::exports::RETURNS_POINTER[i]] = FALLBACK_POINTER;
+                i += 1;
+            }
+            slots
+        }
+
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+        fn warn_once() {
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                loader::say(format_args!($message));
+            }
+        }
+
+        /// Target of every slot until libteleport provides one.
+        extern "C" fn fallback() -> u32 {
+            warn_once();
+            $status
+        }
+
+        /// Fallback of entry points returning a string, which must not get an
+        /// integer.
+        extern "C" fn fallback_pointer() -> *const std::ffi::c_char {
+            warn_once();
+            c"libteleport.so is not loaded".as_ptr()
+        }
+
+        // SAFETY: a Slot is only jumped to, never called with its Rust type;
+        // the caller of that entry point expects a pointer, which
+        // fallback_pointer returns.
+        const FALLBACK_POINTER: loader::Slot = unsafe {
+            std::mem::transmute::<extern "C" fn() -> *const std::ffi::c_char, loader::Slot>(
+                fallback_pointer,
+            )
+        };
+
+        /// Runs when the library is loaded (before `dlopen` returns or `main`
+        /// starts).
+        extern "C" fn init() {
+            // SAFETY: the loader runs constructors once, and no export of this
+            // library can be called before they finish, so nothing else
+            // touches SLOTS; the pointer covers all of its slots.
+            unsafe {
+                loader::load(
+                    &CLIENT,
+                    (&raw mut SLOTS).cast::<loader::Slot>(),
+                    init as *const std::ffi::c_void,
+                )
+            }
+        }
+
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static INIT: extern "C" fn() = init;
+    };
+}
+
+pub(crate) use export_layer;
+
 /// What one export library needs to find its half of the client core.
 pub(crate) struct Client {
     /// Our SONAME, for messages.
