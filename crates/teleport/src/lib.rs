@@ -14,6 +14,7 @@ mod ctx;
 mod cuda;
 pub mod error;
 mod exec;
+mod mem;
 mod nvml;
 mod runtime;
 mod generated {
@@ -44,6 +45,7 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
         cuda::register(&mut set);
         ctx::register(&mut set);
         exec::register(&mut set);
+        mem::register(&mut set);
         Table(t)
     })
     .0

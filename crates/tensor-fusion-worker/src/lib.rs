@@ -20,6 +20,7 @@ mod cuda;
 mod exec;
 mod exec_modules;
 pub mod loader;
+mod mem;
 mod nvml;
 pub mod real_backend;
 

@@ -45,6 +45,7 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
     let cuda = Cuda::new(&loaded);
     let ctx = crate::ctx::CtxDriver::new(&loaded);
     let exec = crate::exec::ExecDriver::new(&loaded);
+    let mem = crate::mem::MemDriver::new(&loaded);
     let nvml = match loader::load(&opts.nvml) {
         Ok(l) => Some(Nvml::new(&l)),
         Err(e) => {
@@ -60,6 +61,7 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
         ctx,
         nvml,
         exec,
+        mem,
     })
 }
 
@@ -71,6 +73,8 @@ pub struct RealBackend {
     pub(crate) ctx: crate::ctx::CtxDriver,
     /// Module, kernel, stream and event entry points (`crate::exec`).
     pub(crate) exec: crate::exec::ExecDriver,
+    /// VMM, pool and stream memory-operation entry points (`crate::mem`).
+    pub(crate) mem: crate::mem::MemDriver,
 }
 
 impl RealBackend {

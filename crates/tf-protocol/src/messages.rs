@@ -126,6 +126,8 @@ pub enum Request<'a> {
     Ctx(crate::ctx_msgs::CtxRequest<'a>),
     /// Modules, kernels, streams, events, graphs (`exec_msgs`).
     Exec(crate::exec_msgs::ExecRequest<'a>),
+    /// VMM, memory pools, stream memory operations (`mem_msgs`).
+    Mem(crate::mem_msgs::MemRequest<'a>),
 }
 
 impl<'a> Request<'a> {
@@ -163,6 +165,7 @@ impl<'a> Request<'a> {
             Request::Nvml(r) => r.opcode(),
             Request::Ctx(r) => r.opcode(),
             Request::Exec(r) => r.opcode(),
+            Request::Mem(r) => r.opcode(),
         }
     }
 
@@ -250,6 +253,7 @@ impl<'a> Request<'a> {
             Request::Nvml(r) => bulk = r.encode(&mut w),
             Request::Ctx(r) => bulk = r.encode(&mut w),
             Request::Exec(r) => bulk = r.encode(&mut w),
+            Request::Mem(r) => bulk = r.encode(&mut w),
         }
         (w.finish(), bulk)
     }
@@ -344,6 +348,9 @@ impl<'a> Request<'a> {
                 }
                 if let Some(r) = crate::exec_msgs::ExecRequest::decode(other, payload) {
                     return r.map(Request::Exec);
+                }
+                if let Some(r) = crate::mem_msgs::MemRequest::decode(other, payload) {
+                    return r.map(Request::Mem);
                 }
                 return Err(ProtocolError::UnknownOpcode(other));
             }

@@ -28,7 +28,7 @@ use crate::backend::{BResult, BackendCtx, Status};
 use crate::session::{Outcome, Session};
 use crate::worker::Worker;
 
-pub(crate) use streams::{memcpy_dtod_async, memcpy_dtoh_async, memcpy_htod_async};
+pub(crate) use streams::{memcpy_dtod_async, memcpy_dtoh_async, memcpy_htod_async, resolve_stream};
 
 fn unsupported<T>() -> BResult<T> {
     Err(cu::NOT_SUPPORTED)

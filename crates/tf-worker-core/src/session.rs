@@ -64,6 +64,7 @@ pub struct Session {
     pub(crate) nvml: crate::nvml::NvmlState,
     pub(crate) ctxs: crate::ctx::CtxState,
     pub(crate) exec: crate::exec::ExecState,
+    pub(crate) mem: crate::mem::MemState,
 }
 
 impl Session {
@@ -81,6 +82,7 @@ impl Session {
             nvml: Default::default(),
             ctxs: Default::default(),
             exec: Default::default(),
+            mem: Default::default(),
         }
     }
 
@@ -163,6 +165,30 @@ impl Session {
         }
     }
 
+    /// The device of a context id this session may name.
+    pub(crate) fn ctx_device(&self, handle: u64) -> Result<i32, Status> {
+        self.ctx(handle)?;
+        if handle & !0xFFFF_FFFF == CTX_TAG {
+            return Ok((handle & 0xFFFF_FFFF) as i32 - 1);
+        }
+        self.ctxs.device(handle).ok_or(cu::INVALID_CONTEXT)
+    }
+
+    /// Some context of this session to run a context-free call in (VMM
+    /// calls need one current on the worker's thread): the primary context
+    /// of `dev` when retained, else any context the session holds.
+    pub(crate) fn any_ctx(&self, dev: Option<i32>) -> Result<BackendCtx, Status> {
+        if let Some(c) = dev.and_then(|d| self.ctx(ctx_handle(d)).ok()) {
+            return Ok(c);
+        }
+        self.retained
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .find_map(|(d, _)| self.ctx(ctx_handle(*d)).ok())
+            .or_else(|| self.ctxs.any())
+            .ok_or(cu::INVALID_CONTEXT)
+    }
+
     /// The range must lie inside one allocation of this session.
     pub(crate) fn check_range(&self, ptr: u64, len: u64) -> Result<(), Status> {
         let end = ptr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
@@ -170,6 +196,8 @@ impl Session {
             Some((start, (size, _))) if end <= start + size => Ok(()),
             // Globals of the session's modules (cuModuleGetGlobal) are its memory too.
             _ if self.exec.covers(ptr, len) => Ok(()),
+            // Mapped VMM ranges and stream-ordered pool allocations.
+            _ if self.mem.covers(ptr, len) => Ok(()),
             _ => Err(cu::INVALID_VALUE),
         }
     }
@@ -336,6 +364,7 @@ impl Session {
             Request::Nvml(r) => crate::nvml::dispatch(self, r),
             Request::Ctx(r) => crate::ctx::dispatch(self, r),
             Request::Exec(r) => crate::exec::dispatch(self, r),
+            Request::Mem(r) => crate::mem::dispatch(self, r),
             Request::NvmlMemoryInfo { index } => reply((|| {
                 let (phys_total, phys_free, _used) =
                     b.nvml_memory(index)
@@ -380,6 +409,8 @@ impl Drop for Session {
         // contexts and memory released below.
         let w = Arc::clone(&self.worker);
         self.exec.cleanup(&w);
+        // Before contexts go: pool allocations and mappings live in them.
+        self.mem.cleanup(&w);
         self.ctxs.cleanup(&w);
         self.nvml.cleanup(&w);
         let n = self.allocs.len();

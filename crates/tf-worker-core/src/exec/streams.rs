@@ -21,7 +21,7 @@ const ATTR_DEVICE_UPDATABLE_KERNEL_NODE: u32 = 13;
 /// The context and real handle of a stream. A default stream (0, 1, 2)
 /// belongs to the client's current context `ctx`, or `fallback` when the
 /// caller knows better (an event's context).
-pub(super) fn resolve_stream(
+pub(crate) fn resolve_stream(
     s: &Session,
     ctx: u64,
     stream: u64,
