@@ -365,6 +365,10 @@ fn htod(
 ) -> Result<(), CUresult> {
     let ctx = current_ctx()?;
     let stream = stream.map(stream_arg).transpose()?;
+    if let Some(s) = stream {
+        // A captured copy would re-read the worker's staging buffer.
+        crate::graph::refuse_in_capture(s)?;
+    }
     session()?.copy_to_device(ctx, stream, dst, host(src, n)?)
 }
 
@@ -376,6 +380,9 @@ fn dtoh(
 ) -> Result<(), CUresult> {
     let ctx = current_ctx()?;
     let stream = stream.map(stream_arg).transpose()?;
+    if let Some(s) = stream {
+        crate::graph::refuse_in_capture(s)?;
+    }
     session()?.copy_from_device(ctx, stream, src, host_mut(dst, n)?)
 }
 

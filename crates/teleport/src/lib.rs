@@ -14,6 +14,7 @@ mod ctx;
 mod cuda;
 pub mod error;
 mod exec;
+mod graph;
 mod mem;
 mod nvml;
 mod runtime;
@@ -46,6 +47,7 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
         ctx::register(&mut set);
         exec::register(&mut set);
         mem::register(&mut set);
+        graph::register(&mut set);
         Table(t)
     })
     .0

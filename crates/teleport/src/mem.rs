@@ -562,6 +562,8 @@ type StreamCallback = unsafe extern "C" fn(Handle, CUresult, *mut c_void);
 /// Waits for the stream's earlier work (`Ok`) or its error (`Err`).
 fn drain(s: Handle, per_thread: bool) -> Result<Result<(), CUresult>, CUresult> {
     let stream = wire_stream(s as u64, per_thread)?;
+    // Waiting would end a capture; host nodes are not remoted yet.
+    crate::graph::refuse_in_capture(stream)?;
     let ctx = ctx_or_zero()?;
     Ok(
         session()?.call::<()>(&Request::Exec(ExecRequest::StreamSynchronize {

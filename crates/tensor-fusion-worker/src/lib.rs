@@ -19,6 +19,7 @@ mod ctx;
 mod cuda;
 mod exec;
 mod exec_modules;
+mod graph;
 pub mod loader;
 mod mem;
 mod nvml;

@@ -46,6 +46,7 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
     let ctx = crate::ctx::CtxDriver::new(&loaded);
     let exec = crate::exec::ExecDriver::new(&loaded);
     let mem = crate::mem::MemDriver::new(&loaded);
+    let graph = crate::graph::GraphDriver::new(&loaded);
     let nvml = match loader::load(&opts.nvml) {
         Ok(l) => Some(Nvml::new(&l)),
         Err(e) => {
@@ -62,6 +63,7 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
         nvml,
         exec,
         mem,
+        graph,
     })
 }
 
@@ -75,6 +77,8 @@ pub struct RealBackend {
     pub(crate) exec: crate::exec::ExecDriver,
     /// VMM, pool and stream memory-operation entry points (`crate::mem`).
     pub(crate) mem: crate::mem::MemDriver,
+    /// Capture and graph entry points (`crate::graph`).
+    pub(crate) graph: crate::graph::GraphDriver,
 }
 
 impl RealBackend {

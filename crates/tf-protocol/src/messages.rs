@@ -128,6 +128,8 @@ pub enum Request<'a> {
     Exec(crate::exec_msgs::ExecRequest<'a>),
     /// VMM, memory pools, stream memory operations (`mem_msgs`).
     Mem(crate::mem_msgs::MemRequest<'a>),
+    /// Stream capture and graphs (`graph_msgs`).
+    Graph(crate::graph_msgs::GraphRequest),
 }
 
 impl<'a> Request<'a> {
@@ -166,6 +168,7 @@ impl<'a> Request<'a> {
             Request::Ctx(r) => r.opcode(),
             Request::Exec(r) => r.opcode(),
             Request::Mem(r) => r.opcode(),
+            Request::Graph(r) => r.opcode(),
         }
     }
 
@@ -254,6 +257,7 @@ impl<'a> Request<'a> {
             Request::Ctx(r) => bulk = r.encode(&mut w),
             Request::Exec(r) => bulk = r.encode(&mut w),
             Request::Mem(r) => bulk = r.encode(&mut w),
+            Request::Graph(r) => r.encode(&mut w),
         }
         (w.finish(), bulk)
     }
@@ -351,6 +355,9 @@ impl<'a> Request<'a> {
                 }
                 if let Some(r) = crate::mem_msgs::MemRequest::decode(other, payload) {
                     return r.map(Request::Mem);
+                }
+                if let Some(r) = crate::graph_msgs::GraphRequest::decode(other, payload) {
+                    return r.map(Request::Graph);
                 }
                 return Err(ProtocolError::UnknownOpcode(other));
             }

@@ -27,6 +27,7 @@ pub struct HostBackend {
     ctx: host_ctx::HostCtx,
     exec: host_exec::HostExec,
     mem: host_mem::HostMem,
+    graph: host_graph::HostGraph,
 }
 
 #[derive(Default)]
@@ -63,6 +64,7 @@ impl HostBackend {
             ctx: Default::default(),
             exec: Default::default(),
             mem: Default::default(),
+            graph: Default::default(),
         }
     }
 
@@ -119,6 +121,8 @@ mod host_ctx;
 mod host_exec;
 // `impl MemBackend for HostBackend` (VMM, pools, stream values) lives in `host_mem`.
 mod host_mem;
+// `impl GraphBackend for HostBackend` (capture bookkeeping) lives in `host_graph`.
+mod host_graph;
 
 impl Backend for HostBackend {
     fn describe(&self) -> String {

@@ -65,6 +65,7 @@ pub struct Session {
     pub(crate) ctxs: crate::ctx::CtxState,
     pub(crate) exec: crate::exec::ExecState,
     pub(crate) mem: crate::mem::MemState,
+    pub(crate) graph: crate::graph::GraphState,
 }
 
 impl Session {
@@ -83,6 +84,7 @@ impl Session {
             ctxs: Default::default(),
             exec: Default::default(),
             mem: Default::default(),
+            graph: Default::default(),
         }
     }
 
@@ -365,6 +367,7 @@ impl Session {
             Request::Ctx(r) => crate::ctx::dispatch(self, r),
             Request::Exec(r) => crate::exec::dispatch(self, r),
             Request::Mem(r) => crate::mem::dispatch(self, r),
+            Request::Graph(r) => crate::graph::dispatch(self, r),
             Request::NvmlMemoryInfo { index } => reply((|| {
                 let (phys_total, phys_free, _used) =
                     b.nvml_memory(index)
@@ -408,6 +411,8 @@ impl Drop for Session {
         // Domain state first: streams, modules and the like reference
         // contexts and memory released below.
         let w = Arc::clone(&self.worker);
+        // Graphs first: they reference the streams, modules and memory below.
+        self.graph.cleanup(&w);
         self.exec.cleanup(&w);
         // Before contexts go: pool allocations and mappings live in them.
         self.mem.cleanup(&w);

@@ -1,5 +1,6 @@
 /* End-to-end check of the VMM API, stream-ordered pools, stream memory
- * operations, address ranges and host functions through our libcuda.so.1
+ * operations, address ranges, host functions, stream capture and graphs
+ * through our libcuda.so.1
  * against the TEST backend (host memory, no GPU). The same calls on a GPU
  * are proven by tests/gpu/cuda (vmm.cu, mempool.cu, host_callbacks.cu).
  *
@@ -98,6 +99,18 @@ FN(CUresult, cuStreamWaitValue64_v2, (CUstream, CUdeviceptr, unsigned long long,
 FN(CUresult, cuStreamBatchMemOp_v2, (CUstream, unsigned, CUstreamBatchMemOpParams *, unsigned))
 FN(CUresult, cuLaunchHostFunc, (CUstream, void (*)(void *), void *))
 FN(CUresult, cuStreamAddCallback, (CUstream, void (*)(CUstream, CUresult, void *), void *, unsigned))
+typedef void *CUgraph, *CUgraphExec;
+FN(CUresult, cuStreamBeginCapture_v2, (CUstream, int))
+FN(CUresult, cuStreamEndCapture, (CUstream, CUgraph *))
+FN(CUresult, cuStreamIsCapturing, (CUstream, int *))
+FN(CUresult, cuStreamGetCaptureInfo_v2, (CUstream, int *, unsigned long long *, CUgraph *, const void **, size_t *))
+FN(CUresult, cuThreadExchangeStreamCaptureMode, (int *))
+FN(CUresult, cuGraphInstantiateWithFlags, (CUgraphExec *, CUgraph, unsigned long long))
+FN(CUresult, cuGraphLaunch, (CUgraphExec, CUstream))
+FN(CUresult, cuGraphGetNodes, (CUgraph, void **, size_t *))
+FN(CUresult, cuGraphExecDestroy, (CUgraphExec))
+FN(CUresult, cuGraphDestroy, (CUgraph))
+FN(CUresult, cuStreamGetId, (CUstream, unsigned long long *))
 
 #define CHECK(call)                                                            \
     do {                                                                       \
@@ -143,6 +156,10 @@ static void load(void) {
     LOAD(cuMemPoolGetAttribute); LOAD(cuMemPoolTrimTo); LOAD(cuStreamWriteValue32_v2);
     LOAD(cuStreamWaitValue32_v2); LOAD(cuStreamWriteValue64_v2); LOAD(cuStreamWaitValue64_v2);
     LOAD(cuStreamBatchMemOp_v2); LOAD(cuLaunchHostFunc); LOAD(cuStreamAddCallback);
+    LOAD(cuStreamBeginCapture_v2); LOAD(cuStreamEndCapture); LOAD(cuStreamIsCapturing);
+    LOAD(cuStreamGetCaptureInfo_v2); LOAD(cuThreadExchangeStreamCaptureMode);
+    LOAD(cuGraphInstantiateWithFlags); LOAD(cuGraphLaunch); LOAD(cuGraphGetNodes);
+    LOAD(cuGraphExecDestroy); LOAD(cuGraphDestroy); LOAD(cuStreamGetId);
 }
 
 static CUcontext setup(void) {
@@ -361,6 +378,58 @@ static void host_funcs(CUstream s) {
     free(host_buf);
 }
 
+enum { CAPTURE_UNSUPPORTED = 900 };
+
+static void graphs(CUstream s) {
+    int st = -1;
+    CHECK(cuStreamIsCapturing(s, &st));
+    EXPECT(st == 0, "capturing before the capture: %d", st);
+    CUdeviceptr d = 0;
+    CHECK(cuMemAlloc_v2(&d, 4096));
+    CHECK(cuStreamBeginCapture_v2(s, 0 /* global */));
+    CHECK(cuStreamIsCapturing(s, &st));
+    EXPECT(st == 1, "not capturing during the capture: %d", st);
+    unsigned long long id = 0;
+    CUgraph during = 0;
+    size_t ndeps = 99;
+    CHECK(cuStreamGetCaptureInfo_v2(s, &st, &id, &during, 0, &ndeps));
+    EXPECT(st == 1 && id != 0 && during != 0 && ndeps == 0, "capture info %d %llu %p %zu", st, id, during, ndeps);
+    int mode = 2; /* relaxed */
+    CHECK(cuThreadExchangeStreamCaptureMode(&mode));
+    EXPECT(mode == 0, "previous capture mode %d", mode);
+    CHECK(cuThreadExchangeStreamCaptureMode(&mode));
+    EXPECT(mode == 2, "capture mode read back %d", mode);
+    CHECK(cuMemsetD32Async(d, 7, 1024, s));
+    unsigned char host[16] = { 0 };
+    /* Host memory cannot be captured through the client: refused, clearly. */
+    EXPECT_RC(CAPTURE_UNSUPPORTED, cuMemcpyHtoDAsync_v2(d, host, 16, s));
+    EXPECT_RC(CAPTURE_UNSUPPORTED, cuLaunchHostFunc(s, host_fn, 0));
+    CUgraph g = 0;
+    CHECK(cuStreamEndCapture(s, &g));
+    EXPECT(g == during, "graph %p is not the one being captured %p", g, during);
+    CHECK(cuStreamIsCapturing(s, &st));
+    EXPECT(st == 0, "capturing after the capture: %d", st);
+    size_t n = 99;
+    CHECK(cuGraphGetNodes(g, 0, &n));
+    CUgraphExec e = 0;
+    CHECK(cuGraphInstantiateWithFlags(&e, g, 0));
+    for (int i = 0; i < 3; i++) CHECK(cuGraphLaunch(e, s));
+    CHECK(cuStreamSynchronize(s));
+    EXPECT_RC(INVALID_VALUE, cuGraphInstantiateWithFlags(&e, (CUgraph)(uintptr_t)0x1234, 0));
+    CHECK(cuGraphExecDestroy(e));
+    CHECK(cuGraphDestroy(g));
+    /* Destroyed ids are refused at the next synchronization. */
+    CHECK(cuGraphLaunch(e, s));
+    EXPECT_RC(INVALID_VALUE, cuStreamSynchronize(s));
+    CUgraph none = 0;
+    EXPECT_RC(401 /* ILLEGAL_STATE */, cuStreamEndCapture(s, &none));
+    unsigned long long sid1 = 0, sid2 = 0;
+    CHECK(cuStreamGetId(s, &sid1));
+    CHECK(cuStreamGetId(0, &sid2));
+    EXPECT(sid1 != 0 && sid1 != sid2, "stream ids %llu %llu", sid1, sid2);
+    CHECK(cuMemFree_v2(d));
+}
+
 static int limit(void) {
     CUstream s;
     CHECK(cuStreamCreate(&s, 0));
@@ -415,8 +484,9 @@ int main(int argc, char **argv) {
         pools(s);
         mem_ops(s);
         host_funcs(s);
+        graphs(s);
         CHECK(cuStreamDestroy_v2(s));
-        printf("PASS vmm, pools, stream memory operations, host functions\n");
+        printf("PASS vmm, pools, stream memory operations, host functions, capture and graphs\n");
         return 0;
     }
     printf("usage: mem full | limit | hold\n");

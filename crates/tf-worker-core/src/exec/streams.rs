@@ -128,6 +128,7 @@ pub(crate) fn memcpy_htod_async(
     reply((|| {
         let (c, real) = resolve_stream(s, ctx, stream, None)?;
         s.check_range(dst, data.len() as u64)?;
+        crate::graph::refuse_host_copy_in_capture(s, c, real)?;
         s.worker.backend().memcpy_htod_async(c, real, dst, data)
     })())
 }
@@ -163,6 +164,7 @@ pub(crate) fn memcpy_dtoh_async(
         s.take_deferred()?;
         let (c, real) = resolve_stream(s, ctx, stream, None)?;
         s.check_range(src, size)?;
+        crate::graph::refuse_host_copy_in_capture(s, c, real)?;
         if size > tf_protocol::MAX_PAYLOAD as u64 - 4 {
             return Err(cu::INVALID_VALUE);
         }
