@@ -187,6 +187,43 @@ impl Client {
         }
     }
 
+    /// A synchronous call whose answer is bulk data (a status, then exactly
+    /// `dst.len()` bytes), copied into `dst`.
+    pub fn call_into(&self, req: &Request<'_>, dst: &mut [u8]) -> Result<(), u32> {
+        self.check_lost()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut link = self.link();
+        let r = (|| {
+            let id = send(&mut link, req, 0)?;
+            let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
+            conn.recv(|h, payload| {
+                if h.request_id != id || !h.is_response() {
+                    return Err(format!("answer out of order (expected request {id})"));
+                }
+                match decode_data_reply(payload) {
+                    Ok(Ok(data)) if data.len() == dst.len() => {
+                        dst.copy_from_slice(data);
+                        Ok(0)
+                    }
+                    Ok(Ok(_)) => Err("data reply has the wrong length".to_string()),
+                    Ok(Err(status)) => Ok(status),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .map_err(|e| e.to_string())?
+        })();
+        match r {
+            Ok(status) => {
+                link.unacked = 0;
+                match status {
+                    0 => Ok(()),
+                    s => Err(s),
+                }
+            }
+            Err(why) => Err(self.fail(why)),
+        }
+    }
+
     /// An enqueue call: sent without waiting. Its error, if any, is reported
     /// by the next synchronous call. After `TF_MAX_CACHE_REQUEST_COUNT`
     /// unacknowledged calls a round trip bounds the pipeline.

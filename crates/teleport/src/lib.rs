@@ -10,6 +10,7 @@
 //! once and answer `*_ERROR_NOT_SUPPORTED` (see `unsupported`).
 
 pub mod client;
+mod copy;
 mod ctx;
 mod cuda;
 pub mod error;
@@ -47,6 +48,7 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
         ctx::register(&mut set);
         exec::register(&mut set);
         mem::register(&mut set);
+        copy::register(&mut set);
         graph::register(&mut set);
         Table(t)
     })

@@ -221,7 +221,9 @@ unsafe extern "C" fn cu_mem_map(
             offset: size(offset),
             handle,
             flags,
-        })
+        })?;
+        crate::runtime::host_memory::device_allocated(ctx_or_zero()?, ptr, size(sz));
+        Ok(())
     })
 }
 
@@ -230,7 +232,9 @@ unsafe extern "C" fn cu_mem_unmap(ptr: u64, sz: usize) -> CUresult {
         call::<()>(MemRequest::Unmap {
             ptr,
             size: size(sz),
-        })
+        })?;
+        crate::runtime::host_memory::device_range_freed(ptr, size(sz));
+        Ok(())
     })
 }
 
@@ -343,13 +347,17 @@ fn alloc_async(
         pool,
         stream,
     })?;
+    // Pointer queries on it are answered locally, as for cuMemAlloc.
+    crate::runtime::host_memory::device_allocated(ctx, p, size(sz));
     out(dptr, p)
 }
 
 fn free_async(ptr: u64, s: Handle, per_thread: bool) -> Result<(), CUresult> {
     let stream = wire_stream(s as u64, per_thread)?;
     let ctx = crate::cuda::current_ctx()?;
-    session()?.enqueue(&Request::Mem(MemRequest::FreeAsync { ctx, ptr, stream }))
+    session()?.enqueue(&Request::Mem(MemRequest::FreeAsync { ctx, ptr, stream }))?;
+    crate::runtime::host_memory::device_freed(ptr);
+    Ok(())
 }
 
 /// A pool handle from the application: pools are nonzero ids.

@@ -10,6 +10,7 @@ use std::ffi::{c_uint, c_void};
 
 use tf_protocol::mem_msgs::{pool_attr_is_wide, Access, AllocProp, Location, PoolProps, ValueOp};
 use tf_protocol::status::cu;
+use tf_worker_core::mem::{Dst, Src};
 use tf_worker_core::{BResult, BackendCtx, MemBackend};
 
 use crate::exec::{check, need, CuResult, Ptr};
@@ -57,6 +58,28 @@ struct RawPoolProps {
     reserved: [u8; 53],
 }
 
+/// `CUDA_MEMCPY2D` (memory types: 1 host, 2 device).
+#[repr(C)]
+struct RawCopy2D {
+    src_x: usize,
+    src_y: usize,
+    src_type: u32,
+    src_host: *const c_void,
+    src_device: u64,
+    src_array: *mut c_void,
+    src_pitch: usize,
+    dst_x: usize,
+    dst_y: usize,
+    dst_type: u32,
+    dst_host: *mut c_void,
+    dst_device: u64,
+    dst_array: *mut c_void,
+    dst_pitch: usize,
+    width: usize,
+    height: usize,
+}
+
+const _: () = assert!(std::mem::size_of::<RawCopy2D>() == 128);
 const _: () = assert!(std::mem::size_of::<RawAllocProp>() == 32);
 const _: () = assert!(std::mem::size_of::<RawAccess>() == 12);
 const _: () = assert!(std::mem::size_of::<RawPoolProps>() == 88);
@@ -114,6 +137,10 @@ type FnFreeAsync = unsafe extern "C" fn(u64, Ptr) -> CuResult;
 type FnFree = unsafe extern "C" fn(u64) -> CuResult;
 type FnValue32 = unsafe extern "C" fn(Ptr, u64, u32, c_uint) -> CuResult;
 type FnValue64 = unsafe extern "C" fn(Ptr, u64, u64, c_uint) -> CuResult;
+type FnCopy2D = unsafe extern "C" fn(*const RawCopy2D) -> CuResult;
+type FnCopy2DAsync = unsafe extern "C" fn(*const RawCopy2D, Ptr) -> CuResult;
+type FnAllocPitch = unsafe extern "C" fn(*mut u64, *mut usize, usize, usize, c_uint) -> CuResult;
+type FnSync = unsafe extern "C" fn(Ptr) -> CuResult;
 type FnBatch = unsafe extern "C" fn(Ptr, c_uint, *mut c_void, c_uint) -> CuResult;
 
 /// The driver's entry points for this domain.
@@ -143,6 +170,10 @@ pub(crate) struct MemDriver {
     write32: Option<FnValue32>,
     write64: Option<FnValue64>,
     batch: Option<FnBatch>,
+    copy_2d: Option<FnCopy2D>,
+    copy_2d_async: Option<FnCopy2DAsync>,
+    alloc_pitch: Option<FnAllocPitch>,
+    stream_sync: Option<FnSync>,
 }
 
 impl MemDriver {
@@ -179,6 +210,10 @@ impl MemDriver {
                 write32: resolve(lib, &["cuStreamWriteValue32_v2"]),
                 write64: resolve(lib, &["cuStreamWriteValue64_v2"]),
                 batch: resolve(lib, &["cuStreamBatchMemOp_v2"]),
+                copy_2d: resolve(lib, &["cuMemcpy2DUnaligned_v2"]),
+                copy_2d_async: resolve(lib, &["cuMemcpy2DAsync_v2"]),
+                alloc_pitch: resolve(lib, &["cuMemAllocPitch_v2"]),
+                stream_sync: resolve(lib, &["cuStreamSynchronize"]),
             }
         }
     }
@@ -191,6 +226,81 @@ impl RealBackend {
 }
 
 impl MemBackend for RealBackend {
+    fn memcpy_2d(
+        &self,
+        ctx: BackendCtx,
+        stream: Option<u64>,
+        width: u64,
+        rows: u64,
+        src: Src<'_>,
+        dst: Dst<'_>,
+    ) -> BResult<()> {
+        let d = self.md();
+        let (w, h) = (size(width)?, size(rows)?);
+        let mut raw = RawCopy2D {
+            src_x: 0,
+            src_y: 0,
+            src_type: 1,
+            src_host: std::ptr::null(),
+            src_device: 0,
+            src_array: std::ptr::null_mut(),
+            src_pitch: w,
+            dst_x: 0,
+            dst_y: 0,
+            dst_type: 1,
+            dst_host: std::ptr::null_mut(),
+            dst_device: 0,
+            dst_array: std::ptr::null_mut(),
+            dst_pitch: w,
+            width: w,
+            height: h,
+        };
+        let host_dst = matches!(dst, Dst::Host(_));
+        match src {
+            Src::Host(b) => raw.src_host = b.as_ptr().cast(),
+            Src::Device(p) => {
+                (raw.src_type, raw.src_device, raw.src_pitch) = (2, p.ptr, size(p.pitch)?);
+            }
+        }
+        match dst {
+            Dst::Host(b) => raw.dst_host = b.as_mut_ptr().cast(),
+            Dst::Device(p) => {
+                (raw.dst_type, raw.dst_device, raw.dst_pitch) = (2, p.ptr, size(p.pitch)?);
+            }
+        }
+        self.cuda.in_ctx(ctx, || match stream {
+            // SAFETY: `raw` describes host buffers of `width * rows` bytes
+            // (the request's data or the reply buffer, alive across the
+            // call) and device ranges the core checked.
+            None => check(unsafe { need(d.copy_2d)?(&raw) }),
+            Some(s) => {
+                // SAFETY: as above; the stream is this session's.
+                check(unsafe { need(d.copy_2d_async)?(&raw, s as Ptr) })?;
+                if host_dst {
+                    // The reply carries the data: wait for it.
+                    // SAFETY: the same stream.
+                    check(unsafe { need(d.stream_sync)?(s as Ptr) })?;
+                }
+                Ok(())
+            }
+        })
+    }
+    fn mem_alloc_pitch(
+        &self,
+        ctx: BackendCtx,
+        width: u64,
+        height: u64,
+        elem: u32,
+    ) -> BResult<(u64, u64)> {
+        let f = need(self.md().alloc_pitch)?;
+        let (w, h) = (size(width)?, size(height)?);
+        self.cuda.in_ctx(ctx, || {
+            let (mut p, mut pitch) = (0u64, 0usize);
+            // SAFETY: both outputs are writable; the rest by value.
+            check(unsafe { f(&mut p, &mut pitch, w, h, elem) })?;
+            Ok((p, pitch as u64))
+        })
+    }
     fn address_reserve(
         &self,
         ctx: BackendCtx,

@@ -89,6 +89,37 @@ pub struct ValueOp {
     pub write: bool,
 }
 
+/// The device side of a 2D copy: the first byte and the row pitch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pitched {
+    pub ptr: u64,
+    pub pitch: u64,
+}
+
+/// A 2D copy of `rows` rows of `width` bytes. A side that is `None` is the
+/// client's host memory, packed without padding: the request carries the
+/// source bytes, or the reply the destination bytes. `cuMemcpy2D*` and
+/// `cuMemcpy3D*` are split into these by the client (one per slice, fewer
+/// rows when a frame would be too large).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy2D<'a> {
+    pub ctx: u64,
+    /// `None`: the synchronous entry points.
+    pub stream: Option<u64>,
+    pub width: u64,
+    pub rows: u64,
+    pub src: Option<Pitched>,
+    pub dst: Option<Pitched>,
+    pub data: &'a [u8],
+}
+
+impl Copy2D<'_> {
+    /// Bytes of the packed host side.
+    pub fn packed(&self) -> Option<u64> {
+        self.width.checked_mul(self.rows)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MemRequest<'a> {
     AddressReserve {
@@ -198,6 +229,14 @@ pub enum MemRequest<'a> {
     AddressRange {
         ptr: u64,
     },
+    Copy2D(Copy2D<'a>),
+    /// `cuMemAllocPitch_v2`: the reply is `(ptr, pitch)`.
+    AllocPitch {
+        ctx: u64,
+        width: u64,
+        height: u64,
+        elem: u32,
+    },
 }
 
 fn bad(why: &'static str) -> ProtocolError {
@@ -258,6 +297,35 @@ fn get_descs(r: &mut Reader<'_>) -> Result<Vec<Access>, ProtocolError> {
         .collect()
 }
 
+fn put_opt_u64(w: &mut Writer, v: Option<u64>) {
+    match v {
+        Some(x) => w.u8(1).u64(x),
+        None => w.u8(0),
+    };
+}
+
+fn get_opt_u64(r: &mut Reader<'_>) -> Result<Option<u64>, ProtocolError> {
+    Ok(if get_bool(r)? { Some(r.u64()?) } else { None })
+}
+
+fn put_side(w: &mut Writer, s: Option<Pitched>) {
+    match s {
+        Some(p) => w.u8(1).u64(p.ptr).u64(p.pitch),
+        None => w.u8(0),
+    };
+}
+
+fn get_side(r: &mut Reader<'_>) -> Result<Option<Pitched>, ProtocolError> {
+    Ok(if get_bool(r)? {
+        Some(Pitched {
+            ptr: r.u64()?,
+            pitch: r.u64()?,
+        })
+    } else {
+        None
+    })
+}
+
 fn get_bool(r: &mut Reader<'_>) -> Result<bool, ProtocolError> {
     match r.u8()? {
         0 => Ok(false),
@@ -295,6 +363,8 @@ impl<'a> MemRequest<'a> {
             M::Value(_) => op::cuStreamWaitValue32_v2,
             M::BatchMemOp { .. } => op::cuStreamBatchMemOp_v2,
             M::AddressRange { .. } => op::cuMemGetAddressRange_v2,
+            M::Copy2D(_) => op::cuMemcpy2DUnaligned_v2,
+            M::AllocPitch { .. } => op::cuMemAllocPitch_v2,
         }
     }
 
@@ -404,6 +474,23 @@ impl<'a> MemRequest<'a> {
             } => {
                 w.u64(*ctx).u64(*stream).u32(*flags).u32(ops.len() as u32);
                 return ops;
+            }
+            M::Copy2D(c) => {
+                w.u64(c.ctx);
+                put_opt_u64(w, c.stream);
+                w.u64(c.width).u64(c.rows);
+                put_side(w, c.src);
+                put_side(w, c.dst);
+                w.u32(c.data.len() as u32);
+                return c.data;
+            }
+            M::AllocPitch {
+                ctx,
+                width,
+                height,
+                elem,
+            } => {
+                w.u64(*ctx).u64(*width).u64(*height).u32(*elem);
             }
         }
         &[]
@@ -542,6 +629,38 @@ impl<'a> MemRequest<'a> {
                     }
                 }
                 op::cuMemGetAddressRange_v2 => M::AddressRange { ptr: r.u64()? },
+                op::cuMemAllocPitch_v2 => M::AllocPitch {
+                    ctx: r.u64()?,
+                    width: r.u64()?,
+                    height: r.u64()?,
+                    elem: r.u32()?,
+                },
+                op::cuMemcpy2DUnaligned_v2 => {
+                    let ctx = r.u64()?;
+                    let stream = get_opt_u64(r)?;
+                    let (width, rows) = (r.u64()?, r.u64()?);
+                    let (src, dst) = (get_side(r)?, get_side(r)?);
+                    let n = r.u32()? as usize;
+                    if r.remaining() != n {
+                        return Err(bad("copy data length disagrees with frame"));
+                    }
+                    let c = Copy2D {
+                        ctx,
+                        stream,
+                        width,
+                        rows,
+                        src,
+                        dst,
+                        data: &payload[payload.len() - n..],
+                    };
+                    // Host data travels exactly when the source is the host.
+                    let want = if c.src.is_none() { c.packed() } else { Some(0) };
+                    if want != Some(n as u64) || (c.src.is_none() && c.dst.is_none()) {
+                        return Err(bad("copy sides and data disagree"));
+                    }
+                    *r = Reader::new(&[], "memory request");
+                    M::Copy2D(c)
+                }
                 _ => return Ok(None),
             }))
         })();
@@ -680,6 +799,30 @@ mod tests {
                 ops: &ops,
             },
             MemRequest::AddressRange { ptr: 8 },
+            MemRequest::Copy2D(Copy2D {
+                ctx: 1,
+                stream: Some(2),
+                width: 3,
+                rows: 2,
+                src: None,
+                dst: Some(Pitched { ptr: 9, pitch: 16 }),
+                data: &[1, 2, 3, 4, 5, 6],
+            }),
+            MemRequest::Copy2D(Copy2D {
+                ctx: 1,
+                stream: None,
+                width: 3,
+                rows: 2,
+                src: Some(Pitched { ptr: 9, pitch: 16 }),
+                dst: None,
+                data: &[],
+            }),
+            MemRequest::AllocPitch {
+                ctx: 1,
+                width: 100,
+                height: 3,
+                elem: 4,
+            },
         ] {
             round_trip(m);
         }

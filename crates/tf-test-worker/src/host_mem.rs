@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tf_protocol::mem_msgs::{Access, AllocProp, Location, PoolProps, ValueOp};
 use tf_protocol::status::cu;
+use tf_worker_core::mem::{Dst, Src};
 use tf_worker_core::{BResult, Backend, BackendCtx, MemBackend};
 
 use crate::{lock, Block, HostBackend, ALIGN};
@@ -36,6 +37,51 @@ impl HostMem {
 }
 
 impl MemBackend for HostBackend {
+    fn memcpy_2d(
+        &self,
+        ctx: BackendCtx,
+        stream: Option<u64>,
+        width: u64,
+        rows: u64,
+        src: Src<'_>,
+        mut dst: Dst<'_>,
+    ) -> BResult<()> {
+        self.check_ctx(ctx)?;
+        if let Some(s) = stream {
+            self.exec.check_stream(s)?;
+        }
+        let w = width as usize;
+        for r in 0..rows {
+            let row: Vec<u8> = match &src {
+                Src::Host(b) => b[r as usize * w..][..w].to_vec(),
+                Src::Device(p) => {
+                    let (b, off) = self.find(p.ptr + r * p.pitch, width)?;
+                    let v = lock(&b)[off..off + w].to_vec();
+                    v
+                }
+            };
+            match &mut dst {
+                Dst::Host(b) => b[r as usize * w..][..w].copy_from_slice(&row),
+                Dst::Device(p) => {
+                    let (b, off) = self.find(p.ptr + r * p.pitch, width)?;
+                    lock(&b)[off..off + w].copy_from_slice(&row);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn mem_alloc_pitch(
+        &self,
+        ctx: BackendCtx,
+        width: u64,
+        height: u64,
+        _elem: u32,
+    ) -> BResult<(u64, u64)> {
+        // Rows padded to 512 bytes, as GPUs commonly do.
+        let pitch = width.div_ceil(512) * 512;
+        let ptr = Backend::mem_alloc(self, ctx, pitch * height)?;
+        Ok((ptr, pitch))
+    }
     fn address_reserve(
         &self,
         ctx: BackendCtx,

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tf_protocol::mem_msgs::{handle, Access, AllocProp, Location, MemRequest, PoolProps};
-use tf_protocol::mem_msgs::{ValueOp, BATCH_OP_SIZE};
+use tf_protocol::mem_msgs::{Copy2D, Pitched, ValueOp, BATCH_OP_SIZE};
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
@@ -37,6 +37,18 @@ fn unsupported<T>() -> BResult<T> {
 const LOCATION_DEVICE: u32 = 1;
 /// `CU_MEM_ALLOCATION_TYPE_PINNED`.
 const ALLOCATION_PINNED: u32 = 1;
+
+/// The source of a 2D copy: packed host bytes or device memory.
+pub enum Src<'a> {
+    Host(&'a [u8]),
+    Device(Pitched),
+}
+
+/// The destination of a 2D copy: a packed host buffer or device memory.
+pub enum Dst<'a> {
+    Host(&'a mut [u8]),
+    Device(Pitched),
+}
 
 /// What this domain needs from a backend. Handles and pools are the
 /// backend's own values; every call that takes a context runs with it
@@ -128,6 +140,30 @@ pub trait MemBackend {
         unsupported()
     }
     fn stream_value(&self, ctx: BackendCtx, stream: u64, op: &ValueOp) -> BResult<()> {
+        unsupported()
+    }
+    /// A 2D copy of `rows` rows of `width` bytes; `stream` `None` for the
+    /// synchronous form. Host sides are packed (pitch = width). Returns once
+    /// a host destination holds the data.
+    fn memcpy_2d(
+        &self,
+        ctx: BackendCtx,
+        stream: Option<u64>,
+        width: u64,
+        rows: u64,
+        src: Src<'_>,
+        dst: Dst<'_>,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    /// `cuMemAllocPitch`: `(ptr, pitch)`.
+    fn mem_alloc_pitch(
+        &self,
+        ctx: BackendCtx,
+        width: u64,
+        height: u64,
+        elem: u32,
+    ) -> BResult<(u64, u64)> {
         unsupported()
     }
     /// `ops`: validated `CUstreamBatchMemOpParams` records.
@@ -268,6 +304,15 @@ impl MemState {
     }
 }
 
+/// `cuMemFree` of a live pool allocation: freed at once, as CUDA allows.
+pub(crate) fn free_pool_alloc_now(s: &mut Session, ptr: u64) -> Result<(), Status> {
+    let (size, c) = *s.mem.pool_allocs.get(&ptr).ok_or(cu::INVALID_VALUE)?;
+    s.worker.backend().free_now(c, ptr)?;
+    s.mem.pool_allocs.remove(&ptr);
+    s.worker.uncharge(size);
+    Ok(())
+}
+
 /// The device named by a location, which must be one of the worker's.
 fn location_device(s: &Session, l: &Location) -> Result<i32, Status> {
     if l.kind != LOCATION_DEVICE {
@@ -332,11 +377,92 @@ fn check_batch(s: &Session, ops: &[u8]) -> Result<(), Status> {
     Ok(())
 }
 
+/// Checks one device side of a 2D copy: every row inside this session's memory.
+fn check_side(s: &Session, p: &Pitched, width: u64, rows: u64) -> Result<(), Status> {
+    if p.pitch < width {
+        return Err(cu::INVALID_VALUE);
+    }
+    let extent = (rows - 1)
+        .checked_mul(p.pitch)
+        .and_then(|e| e.checked_add(width))
+        .ok_or(cu::INVALID_VALUE)?;
+    s.check_range(p.ptr, extent)
+}
+
+fn copy_2d(s: &mut Session, c: Copy2D<'_>) -> Outcome {
+    let r = (|| {
+        if c.dst.is_none() {
+            s.take_deferred()?;
+        }
+        let packed = c.packed().ok_or(cu::INVALID_VALUE)?;
+        if packed == 0 {
+            return Ok(vec![0; 4]);
+        }
+        for side in [c.src, c.dst].iter().flatten() {
+            check_side(s, side, c.width, c.rows)?;
+        }
+        let (ctx, stream) = match c.stream {
+            Some(st) => {
+                let (ctx, real) = resolve_stream(s, c.ctx, st, None)?;
+                if c.src.is_none() || c.dst.is_none() {
+                    crate::graph::refuse_host_copy_in_capture(s, ctx, real)?;
+                }
+                (ctx, Some(real))
+            }
+            None => (s.ctx(c.ctx)?, None),
+        };
+        let src = match c.src {
+            Some(p) => Src::Device(p),
+            None => Src::Host(c.data),
+        };
+        let b = s.worker.backend();
+        match c.dst {
+            Some(p) => {
+                b.memcpy_2d(ctx, stream, c.width, c.rows, src, Dst::Device(p))?;
+                Ok(vec![0; 4])
+            }
+            None => {
+                if packed > tf_protocol::MAX_PAYLOAD as u64 - 4 {
+                    return Err(cu::INVALID_VALUE);
+                }
+                let mut out = vec![0u8; 4 + packed as usize];
+                b.memcpy_2d(ctx, stream, c.width, c.rows, src, Dst::Host(&mut out[4..]))?;
+                Ok(out)
+            }
+        }
+    })();
+    match r {
+        Ok(out) => Outcome::Reply(out),
+        Err(status) => Outcome::Reply(tf_protocol::encode_reply::<()>(status, None)),
+    }
+}
+
 pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
     let w = Arc::clone(&s.worker);
     let b = w.backend();
     use MemRequest as M;
     match r {
+        M::Copy2D(c) => copy_2d(s, c),
+        M::AllocPitch {
+            ctx,
+            width,
+            height,
+            elem,
+        } => reply((|| {
+            s.take_deferred()?;
+            let c = s.ctx(ctx)?;
+            if width == 0 || height == 0 || !matches!(elem, 4 | 8 | 16) {
+                return Err(cu::INVALID_VALUE);
+            }
+            let (ptr, pitch) = b.mem_alloc_pitch(c, width, height, elem)?;
+            let size = pitch.saturating_mul(height);
+            if let Err(e) = w.charge(size) {
+                let _ = b.mem_free(c, ptr);
+                return Err(e);
+            }
+            s.allocs.insert(ptr, (size, c));
+            Ok((ptr, pitch))
+        })()),
         M::AddressReserve {
             size,
             alignment,

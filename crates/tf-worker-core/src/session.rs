@@ -269,6 +269,10 @@ impl Session {
             Request::MemFree { ctx, ptr } => reply((|| {
                 self.take_deferred()?;
                 self.ctx(ctx)?;
+                if !self.allocs.contains_key(&ptr) {
+                    // cuMemFree also frees stream-ordered (pool) allocations.
+                    return crate::mem::free_pool_alloc_now(self, ptr);
+                }
                 let (size, c) = self.allocs.get(&ptr).copied().ok_or(cu::INVALID_VALUE)?;
                 w.free(c, ptr, size)?;
                 self.allocs.remove(&ptr);

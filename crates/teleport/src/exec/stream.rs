@@ -464,6 +464,37 @@ macro_rules! memset_2d {
         }
     };
 }
+/// The memsets without a stream argument: device memsets are asynchronous
+/// to the host anyway, so they are the stream form on the default stream
+/// (legacy, or the per-thread one for `_ptds`).
+macro_rules! memset_sync {
+    ($name:ident, $async:ident, $t:ty) => {
+        unsafe extern "C" fn $name(dst: u64, v: $t, n: usize) -> CUresult {
+            // SAFETY: the same contract, plus the default stream.
+            unsafe { $async(dst, v, n, std::ptr::null_mut()) }
+        }
+    };
+    ($name:ident, $async:ident, $t:ty, 2d) => {
+        unsafe extern "C" fn $name(dst: u64, pitch: usize, v: $t, w: usize, h: usize) -> CUresult {
+            // SAFETY: the same contract, plus the default stream.
+            unsafe { $async(dst, pitch, v, w, h, std::ptr::null_mut()) }
+        }
+    };
+}
+memset_sync!(cu_memset_d16, cu_memset_d16_async, c_ushort);
+memset_sync!(cu_memset_d16_ptds, cu_memset_d16_async_ptsz, c_ushort);
+memset_sync!(cu_memset_d2d8, cu_memset_d2d8_async, u8, 2d);
+memset_sync!(cu_memset_d2d16, cu_memset_d2d16_async, c_ushort, 2d);
+memset_sync!(cu_memset_d2d32, cu_memset_d2d32_async, c_uint, 2d);
+memset_sync!(cu_memset_d2d8_ptds, cu_memset_d2d8_async_ptsz, u8, 2d);
+memset_sync!(
+    cu_memset_d2d16_ptds,
+    cu_memset_d2d16_async_ptsz,
+    c_ushort,
+    2d
+);
+memset_sync!(cu_memset_d2d32_ptds, cu_memset_d2d32_async_ptsz, c_uint, 2d);
+
 memset_1d!(cu_memset_d8_async, u8, 1, false);
 memset_1d!(cu_memset_d16_async, c_ushort, 2, false);
 memset_1d!(cu_memset_d32_async, c_uint, 4, false);
@@ -591,6 +622,14 @@ pub(super) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     set(c::cuEventElapsedTime_v2, cu_event_elapsed_time as Entry);
     set(c::cuEventDestroy, cu_event_destroy as Entry);
     set(c::cuEventDestroy_v2, cu_event_destroy as Entry);
+    set(c::cuMemsetD16_v2, cu_memset_d16 as Entry);
+    set(c::cuMemsetD16_v2_ptds, cu_memset_d16_ptds as Entry);
+    set(c::cuMemsetD2D8_v2, cu_memset_d2d8 as Entry);
+    set(c::cuMemsetD2D16_v2, cu_memset_d2d16 as Entry);
+    set(c::cuMemsetD2D32_v2, cu_memset_d2d32 as Entry);
+    set(c::cuMemsetD2D8_v2_ptds, cu_memset_d2d8_ptds as Entry);
+    set(c::cuMemsetD2D16_v2_ptds, cu_memset_d2d16_ptds as Entry);
+    set(c::cuMemsetD2D32_v2_ptds, cu_memset_d2d32_ptds as Entry);
     set(c::cuMemsetD8Async, cu_memset_d8_async as Entry);
     set(c::cuMemsetD16Async, cu_memset_d16_async as Entry);
     set(c::cuMemsetD32Async, cu_memset_d32_async as Entry);

@@ -100,6 +100,23 @@ FN(CUresult, cuStreamBatchMemOp_v2, (CUstream, unsigned, CUstreamBatchMemOpParam
 FN(CUresult, cuLaunchHostFunc, (CUstream, void (*)(void *), void *))
 FN(CUresult, cuStreamAddCallback, (CUstream, void (*)(CUstream, CUresult, void *), void *, unsigned))
 typedef void *CUgraph, *CUgraphExec;
+typedef struct {
+    size_t srcXInBytes, srcY; int srcMemoryType; const void *srcHost; CUdeviceptr srcDevice; void *srcArray; size_t srcPitch;
+    size_t dstXInBytes, dstY; int dstMemoryType; void *dstHost; CUdeviceptr dstDevice; void *dstArray; size_t dstPitch;
+    size_t WidthInBytes, Height;
+} CUDA_MEMCPY2D;
+typedef struct {
+    size_t srcXInBytes, srcY, srcZ, srcLOD; int srcMemoryType; const void *srcHost; CUdeviceptr srcDevice; void *srcArray;
+    void *reserved0; size_t srcPitch, srcHeight;
+    size_t dstXInBytes, dstY, dstZ, dstLOD; int dstMemoryType; void *dstHost; CUdeviceptr dstDevice; void *dstArray;
+    void *reserved1; size_t dstPitch, dstHeight;
+    size_t WidthInBytes, Height, Depth;
+} CUDA_MEMCPY3D;
+FN(CUresult, cuMemAllocPitch_v2, (CUdeviceptr *, size_t *, size_t, size_t, unsigned))
+FN(CUresult, cuMemcpy2D_v2, (const CUDA_MEMCPY2D *))
+FN(CUresult, cuMemcpy2DAsync_v2, (const CUDA_MEMCPY2D *, CUstream))
+FN(CUresult, cuMemcpy3D_v2, (const CUDA_MEMCPY3D *))
+FN(CUresult, cuMemsetD2D8_v2, (CUdeviceptr, size_t, unsigned char, size_t, size_t))
 FN(CUresult, cuStreamBeginCapture_v2, (CUstream, int))
 FN(CUresult, cuStreamEndCapture, (CUstream, CUgraph *))
 FN(CUresult, cuStreamIsCapturing, (CUstream, int *))
@@ -160,6 +177,8 @@ static void load(void) {
     LOAD(cuStreamGetCaptureInfo_v2); LOAD(cuThreadExchangeStreamCaptureMode);
     LOAD(cuGraphInstantiateWithFlags); LOAD(cuGraphLaunch); LOAD(cuGraphGetNodes);
     LOAD(cuGraphExecDestroy); LOAD(cuGraphDestroy); LOAD(cuStreamGetId);
+    LOAD(cuMemAllocPitch_v2); LOAD(cuMemcpy2D_v2); LOAD(cuMemcpy2DAsync_v2); LOAD(cuMemcpy3D_v2);
+    LOAD(cuMemsetD2D8_v2);
 }
 
 static CUcontext setup(void) {
@@ -430,6 +449,78 @@ static void graphs(CUstream s) {
     CHECK(cuMemFree_v2(d));
 }
 
+/* 2D and 3D copies between padded host buffers and pitched device memory. */
+static void copies(CUstream s) {
+    enum { W = 100, H = 37, HP = 128 /* host pitch */ };
+    CUdeviceptr d = 0, d2 = 0;
+    size_t pitch = 0, pitch2 = 0;
+    CHECK(cuMemAllocPitch_v2(&d, &pitch, W, H, 4));
+    CHECK(cuMemAllocPitch_v2(&d2, &pitch2, W, H, 4));
+    EXPECT(pitch >= W && pitch2 >= W, "pitch %zu", pitch);
+    unsigned char *src = malloc(HP * H), *dst = malloc(HP * H);
+    fill(src, HP * H, 3);
+    CUDA_MEMCPY2D c;
+    memset(&c, 0, sizeof c);
+    c.srcMemoryType = 1; c.srcHost = src; c.srcPitch = HP;
+    c.dstMemoryType = 2; c.dstDevice = d; c.dstPitch = pitch;
+    c.WidthInBytes = W; c.Height = H;
+    CHECK(cuMemcpy2D_v2(&c));
+    /* Device to device into the second allocation, then back to a host buffer
+     * with a different pitch, offset by (x 5, y 2) on the source. */
+    memset(&c, 0, sizeof c);
+    c.srcMemoryType = 2; c.srcDevice = d; c.srcPitch = pitch;
+    c.dstMemoryType = 2; c.dstDevice = d2; c.dstPitch = pitch2;
+    c.WidthInBytes = W; c.Height = H;
+    CHECK(cuMemcpy2DAsync_v2(&c, s));
+    CHECK(cuStreamSynchronize(s));
+    memset(dst, 0xEE, HP * H);
+    memset(&c, 0, sizeof c);
+    c.srcMemoryType = 2; c.srcDevice = d2; c.srcPitch = pitch2; c.srcXInBytes = 5; c.srcY = 2;
+    c.dstMemoryType = 1; c.dstHost = dst; c.dstPitch = HP;
+    c.WidthInBytes = W - 5; c.Height = H - 2;
+    CHECK(cuMemcpy2D_v2(&c));
+    for (int y = 0; y < H - 2; y++) {
+        EXPECT(memcmp(dst + y * HP, src + (y + 2) * HP + 5, W - 5) == 0, "2D row %d differs", y);
+        EXPECT(dst[y * HP + W - 5] == 0xEE, "2D copy wrote past its width in row %d", y);
+    }
+    /* A row range outside the allocation is refused. */
+    memset(&c, 0, sizeof c);
+    c.srcMemoryType = 1; c.srcHost = src; c.srcPitch = HP;
+    c.dstMemoryType = 2; c.dstDevice = d; c.dstPitch = pitch;
+    c.WidthInBytes = W; c.Height = H + 1;
+    EXPECT_RC(INVALID_VALUE, cuMemcpy2D_v2(&c));
+    /* 3D: two slices of 10 rows each from a padded host volume. */
+    enum { D = 2, R = 10 };
+    CUDA_MEMCPY3D t;
+    memset(&t, 0, sizeof t);
+    t.srcMemoryType = 1; t.srcHost = src; t.srcPitch = HP; t.srcHeight = 12;
+    t.dstMemoryType = 2; t.dstDevice = d; t.dstPitch = pitch; t.dstHeight = R;
+    t.WidthInBytes = W; t.Height = R; t.Depth = D;
+    CHECK(cuMemcpy3D_v2(&t));
+    memset(dst, 0, HP * H);
+    memset(&t, 0, sizeof t);
+    t.srcMemoryType = 2; t.srcDevice = d; t.srcPitch = pitch; t.srcHeight = R;
+    t.dstMemoryType = 1; t.dstHost = dst; t.dstPitch = W; t.dstHeight = R;
+    t.WidthInBytes = W; t.Height = R; t.Depth = D;
+    CHECK(cuMemcpy3D_v2(&t));
+    for (int z = 0; z < D; z++)
+        for (int y = 0; y < R; y++)
+            EXPECT(memcmp(dst + (z * R + y) * W, src + (z * 12 + y) * HP, W) == 0, "3D slice %d row %d differs", z, y);
+    CHECK(cuMemsetD2D8_v2(d, pitch, 0x42, W, H));
+    CHECK(cuMemcpyDtoH_v2(dst, d + (H - 1) * pitch, W));
+    for (int i = 0; i < W; i++) EXPECT(dst[i] == 0x42, "2D memset byte %d = %x", i, dst[i]);
+    CHECK(cuMemFree_v2(d));
+    CHECK(cuMemFree_v2(d2));
+    /* cuMemFree also frees a stream-ordered allocation. */
+    CUdeviceptr p = 0;
+    CHECK(cuMemAllocAsync(&p, 4096, s));
+    CHECK(cuStreamSynchronize(s));
+    CHECK(cuMemFree_v2(p));
+    EXPECT_RC(INVALID_VALUE, cuMemFree_v2(p));
+    free(src);
+    free(dst);
+}
+
 static int limit(void) {
     CUstream s;
     CHECK(cuStreamCreate(&s, 0));
@@ -485,8 +576,9 @@ int main(int argc, char **argv) {
         mem_ops(s);
         host_funcs(s);
         graphs(s);
+        copies(s);
         CHECK(cuStreamDestroy_v2(s));
-        printf("PASS vmm, pools, stream memory operations, host functions, capture and graphs\n");
+        printf("PASS vmm, pools, stream memory operations, host functions, capture and graphs, 2D/3D copies\n");
         return 0;
     }
     printf("usage: mem full | limit | hold\n");
