@@ -177,14 +177,18 @@ impl Client {
     pub fn call<B: Body>(&self, req: &Request<'_>) -> Result<B, u32> {
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let t = crate::stats::start();
         let mut link = self.link();
-        match round_trip::<B>(&mut link, req) {
+        let r = match round_trip::<B>(&mut link, req) {
             Ok(r) => {
                 link.unacked = 0;
                 r
             }
             Err(why) => Err(self.fail(why)),
-        }
+        };
+        drop(link);
+        crate::stats::record(req.opcode(), t);
+        r
     }
 
     /// A synchronous call whose answer is bulk data (a status, then exactly
@@ -192,6 +196,8 @@ impl Client {
     pub fn call_into(&self, req: &Request<'_>, dst: &mut [u8]) -> Result<(), u32> {
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let t = crate::stats::start();
+        let _record = Record(req.opcode(), t);
         let mut link = self.link();
         let r = (|| {
             let id = send(&mut link, req, 0)?;
@@ -230,6 +236,8 @@ impl Client {
     pub fn enqueue(&self, req: &Request<'_>) -> Result<(), u32> {
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let t = crate::stats::start();
+        let _record = Record(req.opcode(), t);
         let mut link = self.link();
         if let Err(why) = send(&mut link, req, FLAG_NO_REPLY) {
             return Err(self.fail(why));
@@ -255,6 +263,14 @@ impl Client {
         dst: u64,
         src: &[u8],
     ) -> Result<(), u32> {
+        let _record = Record(
+            if stream.is_some() {
+                tf_api::op::cuMemcpyHtoDAsync_v2
+            } else {
+                tf_api::op::cuMemcpyHtoD_v2
+            },
+            crate::stats::start(),
+        );
         let n = src.len().div_ceil(self.chunk).max(1);
         for (i, part) in src
             .chunks(self.chunk)
@@ -285,6 +301,14 @@ impl Client {
         src: u64,
         dst: &mut [u8],
     ) -> Result<(), u32> {
+        let _record = Record(
+            if stream.is_some() {
+                tf_api::op::cuMemcpyDtoHAsync_v2
+            } else {
+                tf_api::op::cuMemcpyDtoH_v2
+            },
+            crate::stats::start(),
+        );
         const WINDOW: usize = 4;
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -349,6 +373,15 @@ impl Client {
         self.lost
             .store(ClientError::Lost(String::new()).cuda(), Ordering::Relaxed);
         link.conn = None;
+    }
+}
+
+/// Records a request's time when dropped (`TF_CALL_STATS`).
+struct Record(u32, Option<std::time::Instant>);
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        crate::stats::record(self.0, self.1);
     }
 }
 

@@ -509,6 +509,7 @@ pub(crate) unsafe extern "C" fn cu_get_error_name(
 
 /// Sends Goodbye at process exit so the worker frees the session at once.
 pub(crate) extern "C" fn at_exit() {
+    crate::stats::report();
     if let Some(c) = existing() {
         c.goodbye();
     }

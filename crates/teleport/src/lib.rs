@@ -19,6 +19,7 @@ mod graph;
 mod mem;
 mod nvml;
 mod runtime;
+mod stats;
 mod generated {
     pub(crate) mod stubs;
 }
