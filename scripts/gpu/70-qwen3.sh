@@ -29,7 +29,8 @@ for net in native shmem; do
     else
         missing=$(grep -o '[A-Za-z0-9_]* is not remoted by this client yet' "$O/client-$net.log" 2>/dev/null |
             awk '{print $1}' | sort -u | tr '\n' ' ' | cut -c1-200)
-        row "qwen3: client over $net" FAIL "exit $st: $(tail -1 "$O/client-$net.txt" | cut -c1-160); not remoted: ${missing:-none}"
+        why=$(sed '/call statistics/,$d' "$O/client-$net.err" | tail -1 | cut -c1-160)
+        row "qwen3: client over $net" FAIL "exit $st: ${why:-$(tail -1 "$O/client-$net.txt" | cut -c1-160)}; not remoted: ${missing:-none}"
     fi
     if grep -q 'call statistics' "$O/client-$net.err"; then
         row "qwen3: requests waited for most ($net)" INFO \
