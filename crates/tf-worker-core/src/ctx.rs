@@ -182,6 +182,8 @@ pub(crate) fn dispatch(s: &mut Session, r: CtxRequest<'_>) -> Outcome {
             free_allocations_in(s, c)?;
             b.ctx_destroy(c)?;
             s.ctxs.created.remove(&ctx);
+            s.exec.forget_ctx(c);
+            s.graph.forget_ctx(c);
             Ok(())
         })()),
         CtxRequest::GetLimit { ctx, limit } => reply((|| b.ctx_get_limit(s.ctx(ctx)?, limit))()),

@@ -304,6 +304,25 @@ impl ExecState {
         self.globals.retain(|_, (_, o)| *o != owner);
     }
 
+    /// Forgets what lived in a context the application destroyed: the
+    /// driver destroyed it with the context, and its handles are stale (a
+    /// later release through them could crash the driver).
+    pub(crate) fn forget_ctx(&mut self, ctx: BackendCtx) {
+        self.streams.retain(|_, st| st.ctx != ctx);
+        self.events.retain(|_, e| e.ctx != ctx);
+        let gone: Vec<u64> = self
+            .modules
+            .iter()
+            .filter(|(_, m)| m.ctx == ctx)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.modules.remove(&id);
+            self.forget_owner(id);
+        }
+        self.funcs.retain(|_, f| f.ctx != Some(ctx));
+    }
+
     /// Frees what a departed session left behind: events and streams
     /// first (work may still reference modules), then modules, then
     /// libraries. Runs before the session releases its contexts and memory.

@@ -92,6 +92,13 @@ pub struct GraphState {
 }
 
 impl GraphState {
+    /// Forgets the graphs of a context the application destroyed (the
+    /// driver destroyed them with it).
+    pub(crate) fn forget_ctx(&mut self, ctx: BackendCtx) {
+        self.execs.retain(|_, (_, c)| *c != ctx);
+        self.graphs.retain(|_, (_, c)| *c != ctx);
+    }
+
     pub fn cleanup(&mut self, w: &Worker) {
         let b = w.backend();
         let (execs, graphs) = (self.execs.len(), self.graphs.len());
@@ -100,7 +107,11 @@ impl GraphState {
             failed += u32::from(b.exec_destroy(ctx, real).is_err());
         }
         for (_, (real, ctx)) in std::mem::take(&mut self.graphs) {
-            failed += u32::from(b.graph_destroy(ctx, real).is_err());
+            // A graph still being captured belongs to its capture, which
+            // ends when the session's streams are destroyed next.
+            if !self.capturing.contains_key(&real) {
+                failed += u32::from(b.graph_destroy(ctx, real).is_err());
+            }
         }
         if execs + graphs > 0 {
             tracing::info!(execs, graphs, failed, "released the session's graphs");

@@ -179,14 +179,16 @@ struct Phys {
     size: u64,
     /// References the application holds (create + retains − releases).
     refs: u32,
-    ctx: BackendCtx,
+    dev: i32,
 }
 
+/// Device objects are used in the session's anchored primary context of
+/// their device (`Session::device_ctx`), never in a context the
+/// application may have destroyed since.
 #[derive(Debug, Clone, Copy)]
 struct Pool {
     real: u64,
     dev: i32,
-    ctx: BackendCtx,
 }
 
 #[derive(Debug, Default)]
@@ -202,11 +204,9 @@ pub struct MemState {
     default_pool: HashMap<i32, u64>,
     /// The pool `cuMemAllocAsync` uses, when not the default.
     current_pool: HashMap<i32, u64>,
-    /// Live stream-ordered allocations: start → (size, context).
-    pool_allocs: BTreeMap<u64, (u64, BackendCtx)>,
+    /// Live stream-ordered allocations: start → (size, device).
+    pool_allocs: BTreeMap<u64, (u64, i32)>,
     next: u64,
-    /// Kept for the context the release calls at cleanup run in.
-    any_ctx: Option<BackendCtx>,
 }
 
 impl MemState {
@@ -262,9 +262,10 @@ impl MemState {
 
     /// Frees everything a departed session left: mappings, physical
     /// allocations, reservations, pool allocations, then its pools.
-    pub fn cleanup(&mut self, w: &Worker) {
+    /// `ctx`: a live context of the session (an anchored primary context).
+    pub fn cleanup(&mut self, w: &Worker, ctx: Option<BackendCtx>) {
         let b = w.backend();
-        let Some(ctx) = self.any_ctx else {
+        let Some(ctx) = ctx else {
             return;
         };
         let (mappings, allocations) = (self.mappings.len(), self.phys.len());
@@ -276,19 +277,19 @@ impl MemState {
         }
         for (_, p) in std::mem::take(&mut self.phys) {
             for _ in 0..p.refs {
-                failed += u32::from(b.mem_release(p.ctx, p.real).is_err());
+                failed += u32::from(b.mem_release(ctx, p.real).is_err());
             }
             w.uncharge(p.size);
         }
         for (ptr, size) in std::mem::take(&mut self.reservations) {
             failed += u32::from(b.address_free(ctx, ptr, size).is_err());
         }
-        for (ptr, (size, c)) in std::mem::take(&mut self.pool_allocs) {
-            failed += u32::from(b.free_now(c, ptr).is_err());
+        for (ptr, (size, _)) in std::mem::take(&mut self.pool_allocs) {
+            failed += u32::from(b.free_now(ctx, ptr).is_err());
             w.uncharge(size);
         }
         for (_, p) in std::mem::take(&mut self.pools) {
-            failed += u32::from(b.pool_destroy(p.ctx, p.real).is_err());
+            failed += u32::from(b.pool_destroy(ctx, p.real).is_err());
         }
         if mappings + allocations + reservations + pool_allocs + pools > 0 {
             tracing::info!(
@@ -306,7 +307,8 @@ impl MemState {
 
 /// `cuMemFree` of a live pool allocation: freed at once, as CUDA allows.
 pub(crate) fn free_pool_alloc_now(s: &mut Session, ptr: u64) -> Result<(), Status> {
-    let (size, c) = *s.mem.pool_allocs.get(&ptr).ok_or(cu::INVALID_VALUE)?;
+    let (size, dev) = *s.mem.pool_allocs.get(&ptr).ok_or(cu::INVALID_VALUE)?;
+    let c = s.device_ctx(Some(dev))?;
     s.worker.backend().free_now(c, ptr)?;
     s.mem.pool_allocs.remove(&ptr);
     s.worker.uncharge(size);
@@ -323,9 +325,7 @@ fn location_device(s: &Session, l: &Location) -> Result<i32, Status> {
 }
 
 fn session_ctx(s: &mut Session, dev: Option<i32>) -> Result<BackendCtx, Status> {
-    let c = s.any_ctx(dev)?;
-    s.mem.any_ctx.get_or_insert(c);
-    Ok(c)
+    s.device_ctx(dev)
 }
 
 fn pool(s: &Session, id: u64) -> Result<Pool, Status> {
@@ -348,7 +348,7 @@ fn default_pool(s: &mut Session, dev: i32) -> Result<u64, Status> {
     };
     let real = s.worker.backend().pool_create(ctx, &props)?;
     let id = s.mem.mint(handle::POOL);
-    s.mem.pools.insert(id, Pool { real, dev, ctx });
+    s.mem.pools.insert(id, Pool { real, dev });
     s.mem.default_pool.insert(dev, id);
     Ok(id)
 }
@@ -506,14 +506,14 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
                     real,
                     size,
                     refs: 1,
-                    ctx,
+                    dev,
                 },
             );
             Ok(id)
         })()),
         M::Release { handle } => reply((|| {
             let p = *s.mem.phys.get(&handle).ok_or(cu::INVALID_VALUE)?;
-            b.mem_release(p.ctx, p.real)?;
+            b.mem_release(session_ctx(s, Some(p.dev))?, p.real)?;
             if p.refs <= 1 {
                 s.mem.phys.remove(&handle);
                 w.uncharge(p.size);
@@ -538,7 +538,14 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
             {
                 return Err(cu::INVALID_VALUE);
             }
-            b.mem_map(p.ctx, ptr, size, offset, p.real, flags)?;
+            b.mem_map(
+                session_ctx(s, Some(p.dev))?,
+                ptr,
+                size,
+                offset,
+                p.real,
+                flags,
+            )?;
             s.mem.mappings.insert(ptr, (size, handle));
             Ok(())
         })()),
@@ -594,7 +601,7 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
                 return Err(cu::INVALID_VALUE);
             }
             let p = *s.mem.phys.get(&id).ok_or(cu::INVALID_VALUE)?;
-            b.retain_handle(p.ctx, ptr)?;
+            b.retain_handle(session_ctx(s, Some(p.dev))?, ptr)?;
             if let Some(e) = s.mem.phys.get_mut(&id) {
                 e.refs += 1;
             }
@@ -624,8 +631,7 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
             let ptr = b
                 .alloc_from_pool(c, size, p.real, st)
                 .inspect_err(|_| w.uncharge(size))?;
-            s.mem.pool_allocs.insert(ptr, (size, c));
-            s.mem.any_ctx.get_or_insert(c);
+            s.mem.pool_allocs.insert(ptr, (size, dev));
             Ok(ptr)
         })()),
         M::FreeAsync { ctx, ptr, stream } => reply((|| {
@@ -656,7 +662,7 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
             let ctx = session_ctx(s, Some(dev))?;
             let real = b.pool_create(ctx, &props)?;
             let id = s.mem.mint(handle::POOL);
-            s.mem.pools.insert(id, Pool { real, dev, ctx });
+            s.mem.pools.insert(id, Pool { real, dev });
             Ok(id)
         })()),
         M::PoolDestroy { pool: id } => reply((|| {
@@ -665,7 +671,7 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
                 // As the real driver: a device's default pool is not destroyed.
                 return Err(cu::INVALID_VALUE);
             }
-            b.pool_destroy(p.ctx, p.real)?;
+            b.pool_destroy(session_ctx(s, Some(p.dev))?, p.real)?;
             s.mem.pools.remove(&id);
             if s.mem.current_pool.get(&p.dev) == Some(&id) {
                 s.mem.current_pool.remove(&p.dev);
@@ -678,27 +684,27 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
             value,
         } => reply((|| {
             let p = pool(s, id)?;
-            b.pool_set_attribute(p.ctx, p.real, attr, value)
+            b.pool_set_attribute(session_ctx(s, Some(p.dev))?, p.real, attr, value)
         })()),
         M::PoolGetAttribute { pool: id, attr } => reply((|| {
             let p = pool(s, id)?;
-            b.pool_get_attribute(p.ctx, p.real, attr)
+            b.pool_get_attribute(session_ctx(s, Some(p.dev))?, p.real, attr)
         })()),
         M::PoolTrimTo { pool: id, keep } => reply((|| {
             let p = pool(s, id)?;
-            b.pool_trim(p.ctx, p.real, keep)
+            b.pool_trim(session_ctx(s, Some(p.dev))?, p.real, keep)
         })()),
         M::PoolSetAccess { pool: id, descs } => reply((|| {
             let p = pool(s, id)?;
             for d in &descs {
                 location_device(s, &d.location)?;
             }
-            b.pool_set_access(p.ctx, p.real, &descs)
+            b.pool_set_access(session_ctx(s, Some(p.dev))?, p.real, &descs)
         })()),
         M::PoolGetAccess { pool: id, location } => reply((|| {
             let p = pool(s, id)?;
             location_device(s, &location)?;
-            b.pool_get_access(p.ctx, p.real, location)
+            b.pool_get_access(session_ctx(s, Some(p.dev))?, p.real, location)
         })()),
         M::Value(v) => reply((|| {
             s.check_range(v.addr, if v.wide { 8 } else { 4 })?;

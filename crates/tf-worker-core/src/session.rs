@@ -66,6 +66,8 @@ pub struct Session {
     pub(crate) exec: crate::exec::ExecState,
     pub(crate) mem: crate::mem::MemState,
     pub(crate) graph: crate::graph::GraphState,
+    /// Primary contexts this session keeps alive until it ends (`device_ctx`).
+    anchors: HashMap<i32, BackendCtx>,
 }
 
 impl Session {
@@ -85,6 +87,7 @@ impl Session {
             exec: Default::default(),
             mem: Default::default(),
             graph: Default::default(),
+            anchors: HashMap::new(),
         }
     }
 
@@ -176,19 +179,31 @@ impl Session {
         self.ctxs.device(handle).ok_or(cu::INVALID_CONTEXT)
     }
 
-    /// Some context of this session to run a context-free call in (VMM
-    /// calls need one current on the worker's thread): the primary context
-    /// of `dev` when retained, else any context the session holds.
-    pub(crate) fn any_ctx(&self, dev: Option<i32>) -> Result<BackendCtx, Status> {
-        if let Some(c) = dev.and_then(|d| self.ctx(ctx_handle(d)).ok()) {
-            return Ok(c);
+    /// The primary context of `dev` (default: a device this session already
+    /// uses, else 0), kept alive for the whole session by an anchor retain.
+    /// Context-free calls (VMM, pools) run in it, and the session's cleanup
+    /// can always rely on it: when the application releases its last retain
+    /// (cudart does at exit), the real context must not go away under the
+    /// streams, events and memory still to be released.
+    pub(crate) fn device_ctx(&mut self, dev: Option<i32>) -> Result<BackendCtx, Status> {
+        let dev = dev
+            .or_else(|| self.anchors.keys().next().copied())
+            .unwrap_or(0);
+        self.check_dev(dev)?;
+        if let Some(c) = self.anchors.get(&dev) {
+            return Ok(*c);
         }
-        self.retained
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .find_map(|(d, _)| self.ctx(ctx_handle(*d)).ok())
-            .or_else(|| self.ctxs.any())
-            .ok_or(cu::INVALID_CONTEXT)
+        self.worker.retain_primary(dev)?;
+        match self.worker.primary_ctx(dev) {
+            Some(c) => {
+                self.anchors.insert(dev, c);
+                Ok(c)
+            }
+            None => {
+                let _ = self.worker.release_primary(dev);
+                Err(cu::INVALID_CONTEXT)
+            }
+        }
     }
 
     /// The range must lie inside one allocation of this session.
@@ -393,6 +408,7 @@ impl Session {
         self.check_dev(dev)?;
         self.worker.retain_primary(dev)?;
         *self.retained.entry(dev).or_insert(0) += 1;
+        self.device_ctx(Some(dev))?;
         Ok(ctx_handle(dev))
     }
 
@@ -418,8 +434,9 @@ impl Drop for Session {
         // Graphs first: they reference the streams, modules and memory below.
         self.graph.cleanup(&w);
         self.exec.cleanup(&w);
-        // Before contexts go: pool allocations and mappings live in them.
-        self.mem.cleanup(&w);
+        // VMM memory and pools are device objects: released in a context
+        // the session anchored.
+        self.mem.cleanup(&w, self.anchors.values().next().copied());
         self.ctxs.cleanup(&w);
         self.nvml.cleanup(&w);
         let n = self.allocs.len();
@@ -438,6 +455,10 @@ impl Drop for Session {
             for _ in 0..count {
                 let _ = self.worker.release_primary(dev);
             }
+        }
+        // Last: the contexts everything above was released in.
+        for (dev, _) in std::mem::take(&mut self.anchors) {
+            let _ = self.worker.release_primary(dev);
         }
         tracing::info!(session = self.id, peer = %self.peer, freed_allocations = n, freed_bytes = bytes, "session ended");
     }

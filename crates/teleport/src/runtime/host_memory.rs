@@ -21,6 +21,9 @@ use tf_protocol::status::cu;
 
 use crate::cuda::{current_ctx, guard, inventory, known_ctx, out};
 
+/// `CU_MEMHOSTALLOC_DEVICEMAP`.
+const DEVICEMAP: u32 = 2;
+
 const HOST_MEMORY_ALREADY_REGISTERED: u32 = 712;
 const HOST_MEMORY_NOT_REGISTERED: u32 = 713;
 
@@ -237,7 +240,10 @@ unsafe extern "C" fn cu_mem_host_get_flags(pflags: *mut c_uint, p: *mut c_void) 
     guard(|| {
         inventory()?;
         match find(p as u64) {
-            Some((_, x)) if x.kind != Kind::Device => out(pflags, x.flags),
+            // The real driver reports every page-locked range as mapped
+            // (CU_MEMHOSTALLOC_DEVICEMAP) under unified addressing, whatever
+            // the application asked for; answer the same.
+            Some((_, x)) if x.kind != Kind::Device => out(pflags, x.flags | DEVICEMAP),
             _ => Err(cu::INVALID_VALUE),
         }
     })

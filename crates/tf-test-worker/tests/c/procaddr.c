@@ -387,7 +387,9 @@ static void contexts(void) {
     memset(h, 0x5A, 1 << 20);
     CHECK(host_flags(&hf, (char *)h + 100));
     CHECK(attr1(&type, 2, (CUdeviceptr)(uintptr_t)h + 5));
-    EXPECT(hf == 1 && type == 1, "host flags %u type %u", hf, type);
+    /* PORTABLE as asked, plus DEVICEMAP, which the real driver reports for
+     * every page-locked range (measured on driver 580, tests/gpu/cuda/pinned_overlap.cu). */
+    EXPECT(hf == 3 && type == 1, "host flags %u type %u", hf, type);
     EXPECT(devptr(&d, h, 0) == 801, "mapped host memory is not emulated");
     CHECK(alloc(&d, 1 << 16));
     CHECK(attr1(&type, 2, d + 10));
