@@ -1,4 +1,4 @@
-# Part: the probes that still fail through the client (cuFFT, cuSOLVER), with
+# Part: the probes that still fail through the client (cuFFT, JAX), with
 # debug logs on both sides; rows list the failing calls each side saw.
 O=$PART_OUT
 dbg() {
@@ -15,4 +15,5 @@ dbg() {
     grep -n 'call failed' -B3 "$O/worker-$name.log" | head -60 >"$O/$name-worker-failures.txt" || true
 }
 dbg cufft 'import torch; x = torch.randn(4096, device="cuda"); print(float(torch.fft.fft(x).abs().sum()))'
-dbg cusolver 'import torch; a = torch.randn(64, 64, device="cuda", dtype=torch.float64); s = a @ a.T + 64 * torch.eye(64, device="cuda", dtype=torch.float64); print(float(torch.linalg.solve(s, torch.ones(64, 1, device="cuda", dtype=torch.float64)).sum()))'
+dbg jax "$(cat .gpu/tests/frameworks/jax_check.py)"
+

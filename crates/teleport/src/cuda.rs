@@ -37,7 +37,10 @@ thread_local! {
 #[track_caller]
 pub(crate) fn guard(f: impl FnOnce() -> Result<(), CUresult>) -> CUresult {
     let at = std::panic::Location::caller();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+    let started = crate::stats::start();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    crate::stats::record_site(at, started);
+    match r {
         Ok(Ok(())) => cu::SUCCESS,
         Ok(Err(code)) => {
             if tracing::enabled!(tracing::Level::DEBUG) && crate::runtime::may_log() {

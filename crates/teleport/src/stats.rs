@@ -4,8 +4,10 @@
 //! table of the most expensive ones is logged (and printed to stderr) at
 //! exit. Off by default: then recording is one relaxed load.
 
+use std::collections::HashMap;
+use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 /// Opcodes are below this (CUDA 1000–2999, NVML 3000–3999).
@@ -30,6 +32,23 @@ pub(crate) fn record(opcode: u32, started: Option<Instant>) {
         let i = opcode as usize % SLOTS;
         COUNT[i].fetch_add(1, Ordering::Relaxed);
         NANOS[i].fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Time spent inside the client's exports, by the export that answered
+/// (local answers included): `(count, nanos)` per source location.
+static SITES: Mutex<Option<HashMap<&'static Location<'static>, (u64, u64)>>> = Mutex::new(None);
+
+pub(crate) fn record_site(at: &'static Location<'static>, started: Option<Instant>) {
+    if let Some(t) = started {
+        let nanos = t.elapsed().as_nanos() as u64;
+        let mut m = SITES.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m
+            .get_or_insert_with(HashMap::new)
+            .entry(at)
+            .or_insert((0, 0));
+        e.0 += 1;
+        e.1 += nanos;
     }
 }
 
@@ -62,6 +81,28 @@ pub(crate) fn report() {
         text.push_str(&format!(
             "{:<44} {:>10} {:>12.1} {:>10.1}\n",
             name(*op),
+            n,
+            *nanos as f64 / 1e6,
+            *nanos as f64 / 1e3 / *n as f64
+        ));
+    }
+    let mut sites: Vec<(u64, u64, String)> = SITES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(at, (n, nanos))| (nanos, n, format!("{}:{}", at.file(), at.line())))
+        .collect();
+    sites.sort_unstable_by(|a, b| b.cmp(a));
+    text.push_str(&format!(
+        "{:<52} {:>10} {:>12} {:>10}\n",
+        "time inside the client's exports, by export", "count", "total ms", "mean µs"
+    ));
+    for (nanos, n, at) in sites.iter().take(15) {
+        text.push_str(&format!(
+            "{:<52} {:>10} {:>12.1} {:>10.2}\n",
+            at.trim_start_matches("crates/teleport/src/"),
             n,
             *nanos as f64 / 1e6,
             *nanos as f64 / 1e3 / *n as f64

@@ -164,6 +164,32 @@ macro_rules! get_text {
     };
 }
 
+/// `nvmlDeviceGetP2PStatus(dev1, dev2, index, *status)`, answered here: a
+/// device with itself is `NVML_P2P_STATUS_OK`; between two devices of the
+/// worker peer access is not remoted, so `NVML_P2P_STATUS_NOT_SUPPORTED`
+/// (the call succeeds, as NCCL requires, and NCCL then takes its other paths).
+unsafe extern "C" fn get_p2p_status(
+    a: *mut c_void,
+    b: *mut c_void,
+    _index: c_uint,
+    status: *mut c_uint,
+) -> NvmlReturn {
+    guard(|| {
+        let (x, y) = (handle(a)?, handle(b)?);
+        nonnull(status)?;
+        const OK: c_uint = 0;
+        const NOT_SUPPORTED: c_uint = 5;
+        out(
+            status,
+            if std::ptr::eq(x, y) {
+                OK
+            } else {
+                NOT_SUPPORTED
+            },
+        )
+    })
+}
+
 get_u32!(get_brand, Query::Brand);
 get_u32!(get_architecture, Query::Architecture);
 get_u32!(get_minor_number, Query::MinorNumber);
@@ -452,6 +478,7 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
         (n::nvmlDeviceGetBrand, get_brand as Entry),
         (n::nvmlDeviceGetArchitecture, get_architecture as Entry),
         (n::nvmlDeviceGetMinorNumber, get_minor_number as Entry),
+        (n::nvmlDeviceGetP2PStatus, get_p2p_status as Entry),
         (
             n::nvmlDeviceGetPowerManagementDefaultLimit,
             get_power_default_limit as Entry,
