@@ -1,20 +1,19 @@
 //! Requests (client → worker) and replies (worker → client).
 //!
-//! Control messages use the opcodes below 1000; CUDA and NVML calls use the
-//! opcode numbers generated into `tf_api::op` from `codegen/remoted.txt`, so a
-//! number is never reused. A reply payload always starts with a `u32` status
-//! (a `CUresult` or `nvmlReturn_t`); the body follows only when it is 0.
+//! The requests are generated from `codegen/messages.txt` into
+//! `src/generated/` (`cargo xtask codegen`): control messages use the opcodes below
+//! 1000; CUDA and NVML calls use the opcode numbers generated into
+//! `tf_api::op` from `codegen/remoted.txt`, so a number is never reused. A
+//! reply payload always starts with a `u32` status (a `CUresult` or
+//! `nvmlReturn_t`); the body follows only when it is 0. Reply bodies are
+//! hand-written ([`Body`]): they are few and mostly nested lists.
 
 use crate::codec::{Reader, Writer};
 use crate::ProtocolError;
-use tf_api::op;
 
-/// Control opcodes (not CUDA functions).
-pub mod control {
-    pub const HELLO: u32 = 1;
-    pub const GOODBYE: u32 = 2;
-    pub const PING: u32 = 3;
-}
+/// `Request`, `Hello`, the control opcodes and `MAX_TEXT`, generated from
+/// `codegen/messages.txt`.
+pub use crate::generated::messages::*;
 
 /// Capability bits exchanged in the handshake. Unknown bits are ignored, so a
 /// newer peer can offer more.
@@ -24,23 +23,10 @@ pub mod caps {
     pub const ALL: u64 = ENQUEUE;
 }
 
-/// Longest device name, UUID text, version or identification string accepted.
-pub const MAX_TEXT: usize = 256;
 /// Most devices one worker may report.
 pub const MAX_DEVICES: usize = 64;
 /// Most attributes per device (CUDA 13 has < 200).
 pub const MAX_ATTRIBUTES: usize = 512;
-
-/// First message on every connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hello {
-    pub capabilities: u64,
-    pub pid: u32,
-    /// The last field of the connection info (`0` in the guide, opaque text in Kubernetes).
-    pub connection_id: String,
-    /// Program name, for the worker's logs.
-    pub program: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloAck {
@@ -49,323 +35,6 @@ pub struct HelloAck {
     pub worker_version: String,
     /// What the worker's driver reports to `cuDriverGetVersion`.
     pub driver_version: i32,
-}
-
-/// A request decoded from (or encoded into) one frame. Bulk data borrows the
-/// frame payload, so a copy into device memory reads it in place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request<'a> {
-    Hello(Hello),
-    Goodbye,
-    Ping,
-    Init {
-        flags: u32,
-    },
-    PrimaryCtxRetain {
-        dev: i32,
-    },
-    PrimaryCtxRelease {
-        dev: i32,
-    },
-    PrimaryCtxGetState {
-        dev: i32,
-    },
-    CtxSynchronize {
-        ctx: u64,
-    },
-    MemAlloc {
-        ctx: u64,
-        size: u64,
-    },
-    MemFree {
-        ctx: u64,
-        ptr: u64,
-    },
-    MemGetInfo {
-        ctx: u64,
-    },
-    MemcpyHtoD {
-        ctx: u64,
-        stream: Option<u64>,
-        dst: u64,
-        data: &'a [u8],
-    },
-    MemcpyDtoH {
-        ctx: u64,
-        stream: Option<u64>,
-        src: u64,
-        size: u64,
-    },
-    MemcpyDtoD {
-        ctx: u64,
-        stream: Option<u64>,
-        dst: u64,
-        src: u64,
-        size: u64,
-    },
-    MemsetD8 {
-        ctx: u64,
-        dst: u64,
-        value: u8,
-        count: u64,
-    },
-    MemsetD32 {
-        ctx: u64,
-        dst: u64,
-        value: u32,
-        count: u64,
-    },
-    NvmlInit,
-    NvmlShutdown,
-    NvmlMemoryInfo {
-        index: u32,
-    },
-    /// NVML device and system queries (`nvml_msgs`).
-    Nvml(crate::nvml_msgs::NvmlRequest<'a>),
-    /// Context and start-up control calls (`ctx_msgs`).
-    Ctx(crate::ctx_msgs::CtxRequest<'a>),
-    /// Modules, kernels, streams, events, graphs (`exec_msgs`).
-    Exec(crate::exec_msgs::ExecRequest<'a>),
-}
-
-impl<'a> Request<'a> {
-    /// The frame opcode. Async copies (a stream given) use the `*Async` opcode.
-    pub fn opcode(&self) -> u32 {
-        match self {
-            Request::Hello(_) => control::HELLO,
-            Request::Goodbye => control::GOODBYE,
-            Request::Ping => control::PING,
-            Request::Init { .. } => op::cuInit,
-            Request::PrimaryCtxRetain { .. } => op::cuDevicePrimaryCtxRetain,
-            Request::PrimaryCtxRelease { .. } => op::cuDevicePrimaryCtxRelease_v2,
-            Request::PrimaryCtxGetState { .. } => op::cuDevicePrimaryCtxGetState,
-            Request::CtxSynchronize { .. } => op::cuCtxSynchronize,
-            Request::MemAlloc { .. } => op::cuMemAlloc_v2,
-            Request::MemFree { .. } => op::cuMemFree_v2,
-            Request::MemGetInfo { .. } => op::cuMemGetInfo_v2,
-            Request::MemcpyHtoD { stream: None, .. } => op::cuMemcpyHtoD_v2,
-            Request::MemcpyHtoD {
-                stream: Some(_), ..
-            } => op::cuMemcpyHtoDAsync_v2,
-            Request::MemcpyDtoH { stream: None, .. } => op::cuMemcpyDtoH_v2,
-            Request::MemcpyDtoH {
-                stream: Some(_), ..
-            } => op::cuMemcpyDtoHAsync_v2,
-            Request::MemcpyDtoD { stream: None, .. } => op::cuMemcpyDtoD_v2,
-            Request::MemcpyDtoD {
-                stream: Some(_), ..
-            } => op::cuMemcpyDtoDAsync_v2,
-            Request::MemsetD8 { .. } => op::cuMemsetD8_v2,
-            Request::MemsetD32 { .. } => op::cuMemsetD32_v2,
-            Request::NvmlInit => op::nvmlInit_v2,
-            Request::NvmlShutdown => op::nvmlShutdown,
-            Request::NvmlMemoryInfo { .. } => op::nvmlDeviceGetMemoryInfo,
-            Request::Nvml(r) => r.opcode(),
-            Request::Ctx(r) => r.opcode(),
-            Request::Exec(r) => r.opcode(),
-        }
-    }
-
-    /// Encodes the fixed part; bulk data (if any) is returned separately so
-    /// the transport can gather it without copying.
-    pub fn encode(&self) -> (Vec<u8>, &'a [u8]) {
-        let mut w = Writer::new();
-        let mut bulk: &'a [u8] = &[];
-        match self {
-            Request::Hello(h) => {
-                w.u64(h.capabilities)
-                    .u32(h.pid)
-                    .str(&h.connection_id)
-                    .str(&h.program);
-            }
-            Request::Goodbye | Request::Ping | Request::NvmlInit | Request::NvmlShutdown => {}
-            Request::Init { flags } => {
-                w.u32(*flags);
-            }
-            Request::PrimaryCtxRetain { dev }
-            | Request::PrimaryCtxRelease { dev }
-            | Request::PrimaryCtxGetState { dev } => {
-                w.i32(*dev);
-            }
-            Request::CtxSynchronize { ctx } | Request::MemGetInfo { ctx } => {
-                w.u64(*ctx);
-            }
-            Request::MemAlloc { ctx, size } => {
-                w.u64(*ctx).u64(*size);
-            }
-            Request::MemFree { ctx, ptr } => {
-                w.u64(*ctx).u64(*ptr);
-            }
-            Request::MemcpyHtoD {
-                ctx,
-                stream,
-                dst,
-                data,
-            } => {
-                w.u64(*ctx);
-                put_stream(&mut w, *stream);
-                w.u64(*dst).u32(data.len() as u32);
-                bulk = data;
-            }
-            Request::MemcpyDtoH {
-                ctx,
-                stream,
-                src,
-                size,
-            } => {
-                w.u64(*ctx);
-                put_stream(&mut w, *stream);
-                w.u64(*src).u64(*size);
-            }
-            Request::MemcpyDtoD {
-                ctx,
-                stream,
-                dst,
-                src,
-                size,
-            } => {
-                w.u64(*ctx);
-                put_stream(&mut w, *stream);
-                w.u64(*dst).u64(*src).u64(*size);
-            }
-            Request::MemsetD8 {
-                ctx,
-                dst,
-                value,
-                count,
-            } => {
-                w.u64(*ctx).u64(*dst).u8(*value).u64(*count);
-            }
-            Request::MemsetD32 {
-                ctx,
-                dst,
-                value,
-                count,
-            } => {
-                w.u64(*ctx).u64(*dst).u32(*value).u64(*count);
-            }
-            Request::NvmlMemoryInfo { index } => {
-                w.u32(*index);
-            }
-            Request::Nvml(r) => bulk = r.encode(&mut w),
-            Request::Ctx(r) => bulk = r.encode(&mut w),
-            Request::Exec(r) => bulk = r.encode(&mut w),
-        }
-        (w.finish(), bulk)
-    }
-
-    /// Decodes and validates one request. Never panics.
-    pub fn decode(opcode: u32, payload: &'a [u8]) -> Result<Self, ProtocolError> {
-        let mut r = Reader::new(payload, "request");
-        let req = match opcode {
-            control::HELLO => Request::Hello(Hello {
-                capabilities: r.u64()?,
-                pid: r.u32()?,
-                connection_id: r.str(MAX_TEXT)?.to_owned(),
-                program: r.str(MAX_TEXT)?.to_owned(),
-            }),
-            control::GOODBYE => Request::Goodbye,
-            control::PING => Request::Ping,
-            op::cuInit => Request::Init { flags: r.u32()? },
-            op::cuDevicePrimaryCtxRetain => Request::PrimaryCtxRetain { dev: r.i32()? },
-            op::cuDevicePrimaryCtxRelease_v2 => Request::PrimaryCtxRelease { dev: r.i32()? },
-            op::cuDevicePrimaryCtxGetState => Request::PrimaryCtxGetState { dev: r.i32()? },
-            op::cuCtxSynchronize => Request::CtxSynchronize { ctx: r.u64()? },
-            op::cuMemAlloc_v2 => Request::MemAlloc {
-                ctx: r.u64()?,
-                size: r.u64()?,
-            },
-            op::cuMemFree_v2 => Request::MemFree {
-                ctx: r.u64()?,
-                ptr: r.u64()?,
-            },
-            op::cuMemGetInfo_v2 => Request::MemGetInfo { ctx: r.u64()? },
-            op::cuMemcpyHtoD_v2 | op::cuMemcpyHtoDAsync_v2 => {
-                let ctx = r.u64()?;
-                let stream = get_stream(&mut r, opcode == op::cuMemcpyHtoDAsync_v2)?;
-                let dst = r.u64()?;
-                let n = r.u32()? as usize;
-                if r.remaining() != n {
-                    return Err(ProtocolError::Malformed {
-                        what: "cuMemcpyHtoD",
-                        why: "data length disagrees with frame",
-                    });
-                }
-                let data = take_rest(payload, n);
-                return Ok(Request::MemcpyHtoD {
-                    ctx,
-                    stream,
-                    dst,
-                    data,
-                });
-            }
-            op::cuMemcpyDtoH_v2 | op::cuMemcpyDtoHAsync_v2 => {
-                let ctx = r.u64()?;
-                let stream = get_stream(&mut r, opcode == op::cuMemcpyDtoHAsync_v2)?;
-                Request::MemcpyDtoH {
-                    ctx,
-                    stream,
-                    src: r.u64()?,
-                    size: r.u64()?,
-                }
-            }
-            op::cuMemcpyDtoD_v2 | op::cuMemcpyDtoDAsync_v2 => {
-                let ctx = r.u64()?;
-                let stream = get_stream(&mut r, opcode == op::cuMemcpyDtoDAsync_v2)?;
-                Request::MemcpyDtoD {
-                    ctx,
-                    stream,
-                    dst: r.u64()?,
-                    src: r.u64()?,
-                    size: r.u64()?,
-                }
-            }
-            op::cuMemsetD8_v2 => Request::MemsetD8 {
-                ctx: r.u64()?,
-                dst: r.u64()?,
-                value: r.u8()?,
-                count: r.u64()?,
-            },
-            op::cuMemsetD32_v2 => Request::MemsetD32 {
-                ctx: r.u64()?,
-                dst: r.u64()?,
-                value: r.u32()?,
-                count: r.u64()?,
-            },
-            op::nvmlInit_v2 => Request::NvmlInit,
-            op::nvmlShutdown => Request::NvmlShutdown,
-            op::nvmlDeviceGetMemoryInfo => Request::NvmlMemoryInfo { index: r.u32()? },
-            other => {
-                if let Some(r) = crate::nvml_msgs::NvmlRequest::decode(other, payload) {
-                    return r.map(Request::Nvml);
-                }
-                if let Some(r) = crate::ctx_msgs::CtxRequest::decode(other, payload) {
-                    return r.map(Request::Ctx);
-                }
-                if let Some(r) = crate::exec_msgs::ExecRequest::decode(other, payload) {
-                    return r.map(Request::Exec);
-                }
-                return Err(ProtocolError::UnknownOpcode(other));
-            }
-        };
-        r.end()?;
-        Ok(req)
-    }
-}
-
-fn put_stream(w: &mut Writer, stream: Option<u64>) {
-    if let Some(s) = stream {
-        w.u64(s);
-    }
-}
-
-fn get_stream(r: &mut Reader<'_>, is_async: bool) -> Result<Option<u64>, ProtocolError> {
-    Ok(if is_async { Some(r.u64()?) } else { None })
-}
-
-/// The last `n` bytes of `payload` (the caller checked the length).
-fn take_rest(payload: &[u8], n: usize) -> &[u8] {
-    &payload[payload.len() - n..]
 }
 
 /// Static facts about one device, sent once with the `cuInit` reply and
