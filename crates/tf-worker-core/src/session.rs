@@ -20,15 +20,6 @@ use crate::worker::Worker;
 /// never mistaken for one, the device ordinal + 1 in the low bits.
 const CTX_TAG: u64 = 0x7C7C_0000_0000_0000;
 
-/// The API name of an opcode, for log spans.
-fn opcode_name(opcode: u32) -> &'static str {
-    match tf_api::remoted_by_opcode(opcode) {
-        Some((i, tf_api::Api::Cuda, ..)) => tf_api::CUDA_NAMES[*i],
-        Some((i, tf_api::Api::Nvml, ..)) => tf_api::NVML_NAMES[*i],
-        None => "control",
-    }
-}
-
 pub fn ctx_handle(dev: i32) -> u64 {
     CTX_TAG | (dev as u32 as u64 + 1)
 }
@@ -99,9 +90,10 @@ impl Session {
             ));
             return Outcome::Close;
         }
-        let name = opcode_name(header.opcode);
+        // The call with its arguments (`cuMemAlloc_v2(ctx=0x7c7c…, size=4096)`),
+        // formatted only when debug logging is on.
         let _span =
-            tracing::debug_span!("call", session = self.id, op = name, bytes = payload.len())
+            tracing::debug_span!("call", session = self.id, call = %req, bytes = payload.len())
                 .entered();
         let out = crate::calls::route(self, req);
         if let Outcome::Reply(ref p) = out {
