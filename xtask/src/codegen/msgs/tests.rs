@@ -112,7 +112,7 @@ fn hand_written_domains_hang_under_the_root() {
         "let rest = r.rest(); if let Some(v) = MemRequest::decode(opcode, rest) { return v.map(Self::Mem); }"
     ));
     assert!(out[1].1.contains(
-        "fn mem(&mut self, mem_request: tf_protocol::mem_msgs::MemRequest<'_>) -> Outcome;"
+        "/// Every request of the hand-written `MemRequest`.\n    fn mem(&mut self, mem_request: tf_protocol::mem_msgs::MemRequest<'_>) -> Outcome;"
     ));
     let errs = generate(
         "",
