@@ -48,6 +48,18 @@ g = torch.cuda.CUDAGraph()
 with torch.cuda.graph(g):
     y = x * 2 + 1
 x.fill_(3.0); g.replay(); torch.cuda.synchronize(); print(float(y.sum()))'
+probe graphed-callables 'import torch; torch.manual_seed(0); m = torch.nn.Linear(64, 64).cuda(); x = torch.randn(8, 64, device="cuda", requires_grad=True)
+g = torch.cuda.make_graphed_callables(m, (x,))
+y = g(x); y.sum().backward(); torch.cuda.synchronize(); print(round(float(y.sum()), 3), round(float(m.weight.grad.sum()), 3))'
+probe nccl 'import os, torch, torch.distributed as dist
+os.environ["MASTER_ADDR"] = "127.0.0.1"; os.environ["MASTER_PORT"] = "29533"
+dist.init_process_group("nccl", rank=0, world_size=1, device_id=torch.device("cuda:0"))
+t = torch.arange(16.0, device="cuda"); dist.all_reduce(t); torch.cuda.synchronize(); print(float(t.sum())); dist.destroy_process_group()'
+probe dataloader-fork 'import torch
+from torch.utils.data import DataLoader, TensorDataset
+s = torch.zeros(4, device="cuda")
+for (b,) in DataLoader(TensorDataset(torch.arange(256.0).reshape(64, 4)), batch_size=16, num_workers=2): s += b.cuda().sum(0)
+print(s.tolist())'
 probe torch-compile 'import torch; f = torch.compile(lambda a, b: (a * b).sin().sum()); a = torch.arange(4096.0, device="cuda"); print(round(float(f(a, a)), 3))'
 probe streams-events 'import torch; s = torch.cuda.Stream(); e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 with torch.cuda.stream(s):

@@ -17,8 +17,9 @@ for net in native shmem; do
         cp "$O/smi-apps-$net.tmp" "$O/smi-apps-$net.txt"; sleep 2
     done) &
     spid=$!
-    through_client path env TF_ENABLE_LOG=1 TF_LOG_LEVEL=info TF_LOG_PATH="$O/client-$net.log" \
-        timeout 300 python3 "$PY" run "$O/client-$net.pt" >"$O/client-$net.txt" 2>&1
+    # TF_CALL_STATS: what the application waited for, printed to stderr at exit.
+    through_client path env TF_ENABLE_LOG=1 TF_LOG_LEVEL=info TF_LOG_PATH="$O/client-$net.log" TF_CALL_STATS=1 \
+        timeout 300 python3 "$PY" run "$O/client-$net.pt" >"$O/client-$net.txt" 2>"$O/client-$net.err"
     st=$?
     kill $spid 2>/dev/null; wait $spid 2>/dev/null
     if [ $st = 0 ]; then
@@ -28,7 +29,12 @@ for net in native shmem; do
     else
         missing=$(grep -o '[A-Za-z0-9_]* is not remoted by this client yet' "$O/client-$net.log" 2>/dev/null |
             awk '{print $1}' | sort -u | tr '\n' ' ' | cut -c1-200)
-        row "qwen3: client over $net" FAIL "exit $st: $(tail -1 "$O/client-$net.txt" | cut -c1-160); not remoted: ${missing:-none}"
+        why=$(sed '/call statistics/,$d' "$O/client-$net.err" | tail -1 | cut -c1-160)
+        row "qwen3: client over $net" FAIL "exit $st: ${why:-$(tail -1 "$O/client-$net.txt" | cut -c1-160)}; not remoted: ${missing:-none}"
+    fi
+    if grep -q 'call statistics' "$O/client-$net.err"; then
+        row "qwen3: requests waited for most ($net)" INFO \
+            "$(sed -n '/call statistics/,$p' "$O/client-$net.err" | sed -n '3,9p' | tr -s ' ' | tr '\n' ';')"
     fi
     if grep -q tensor-fusion-worker "$O/smi-apps-$net.txt"; then
         row "qwen3: host nvidia-smi lists the worker ($net)" PASS "$(grep tensor-fusion-worker "$O/smi-apps-$net.txt" | head -1)"

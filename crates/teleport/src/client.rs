@@ -205,14 +205,57 @@ impl Client {
     pub fn call<B: Body>(&self, req: &Request<'_>) -> Result<B, u32> {
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let t = crate::stats::start();
         let mut link = self.link();
-        match round_trip::<B>(&mut link, req) {
+        let r = match round_trip::<B>(&mut link, req) {
             Ok(r) => {
                 link.unacked = 0;
                 if let Err(status) = r {
                     note_refused(req, status);
                 }
                 r
+            }
+            Err(why) => Err(self.fail(why)),
+        };
+        drop(link);
+        crate::stats::record(req.opcode(), t);
+        r
+    }
+
+    /// A synchronous call whose answer is bulk data (a status, then exactly
+    /// `dst.len()` bytes), copied into `dst`.
+    pub fn call_into(&self, req: &Request<'_>, dst: &mut [u8]) -> Result<(), u32> {
+        self.check_lost()?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let t = crate::stats::start();
+        let _record = Record(req.opcode(), t);
+        let mut link = self.link();
+        let r = (|| {
+            let id = send(&mut link, req, 0)?;
+            let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
+            conn.recv(|h, payload| {
+                if h.request_id != id || !h.is_response() {
+                    return Err(format!("answer out of order (expected request {id})"));
+                }
+                match decode_data_reply(payload) {
+                    Ok(Ok(data)) if data.len() == dst.len() => {
+                        dst.copy_from_slice(data);
+                        Ok(0)
+                    }
+                    Ok(Ok(_)) => Err("data reply has the wrong length".to_string()),
+                    Ok(Err(status)) => Ok(status),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .map_err(|e| e.to_string())?
+        })();
+        match r {
+            Ok(status) => {
+                link.unacked = 0;
+                match status {
+                    0 => Ok(()),
+                    s => Err(s),
+                }
             }
             Err(why) => Err(self.fail(why)),
         }
@@ -224,6 +267,8 @@ impl Client {
     pub fn enqueue(&self, req: &Request<'_>) -> Result<(), u32> {
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
+        let t = crate::stats::start();
+        let _record = Record(req.opcode(), t);
         let mut link = self.link();
         if let Err(why) = send(&mut link, req, FLAG_NO_REPLY) {
             return Err(self.fail(why));
@@ -249,6 +294,14 @@ impl Client {
         dst: u64,
         src: &[u8],
     ) -> Result<(), u32> {
+        let _record = Record(
+            if stream.is_some() {
+                tf_api::op::cuMemcpyHtoDAsync_v2
+            } else {
+                tf_api::op::cuMemcpyHtoD_v2
+            },
+            crate::stats::start(),
+        );
         let n = src.len().div_ceil(self.chunk).max(1);
         for (i, part) in src
             .chunks(self.chunk)
@@ -279,6 +332,14 @@ impl Client {
         src: u64,
         dst: &mut [u8],
     ) -> Result<(), u32> {
+        let _record = Record(
+            if stream.is_some() {
+                tf_api::op::cuMemcpyDtoHAsync_v2
+            } else {
+                tf_api::op::cuMemcpyDtoH_v2
+            },
+            crate::stats::start(),
+        );
         const WINDOW: usize = 4;
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
@@ -343,6 +404,15 @@ impl Client {
         self.lost
             .store(ClientError::Lost(String::new()).cuda(), Ordering::Relaxed);
         link.conn = None;
+    }
+}
+
+/// Records a request's time when dropped (`TF_CALL_STATS`).
+struct Record(u32, Option<std::time::Instant>);
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        crate::stats::record(self.0, self.1);
     }
 }
 

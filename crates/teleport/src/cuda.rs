@@ -376,6 +376,10 @@ fn htod(
 ) -> Result<(), CUresult> {
     let ctx = current_ctx()?;
     let stream = stream.map(stream_arg).transpose()?;
+    if let Some(s) = stream {
+        // A captured copy would re-read the worker's staging buffer.
+        crate::graph::refuse_in_capture(s)?;
+    }
     session()?.copy_to_device(ctx, stream, dst, host(src, n)?)
 }
 
@@ -387,6 +391,9 @@ fn dtoh(
 ) -> Result<(), CUresult> {
     let ctx = current_ctx()?;
     let stream = stream.map(stream_arg).transpose()?;
+    if let Some(s) = stream {
+        crate::graph::refuse_in_capture(s)?;
+    }
     session()?.copy_from_device(ctx, stream, src, host_mut(dst, n)?)
 }
 
@@ -513,6 +520,7 @@ pub(crate) unsafe extern "C" fn cu_get_error_name(
 
 /// Sends Goodbye at process exit so the worker frees the session at once.
 pub(crate) extern "C" fn at_exit() {
+    crate::stats::report();
     if let Some(c) = existing() {
         c.goodbye();
     }

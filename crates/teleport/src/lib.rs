@@ -10,12 +10,16 @@
 //! once and answer `*_ERROR_NOT_SUPPORTED` (see `unsupported`).
 
 pub mod client;
+mod copy;
 mod ctx;
 mod cuda;
 pub mod error;
 mod exec;
+mod graph;
+mod mem;
 mod nvml;
 mod runtime;
+mod stats;
 mod generated {
     pub(crate) mod stubs;
 }
@@ -44,6 +48,9 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
         cuda::register(&mut set);
         ctx::register(&mut set);
         exec::register(&mut set);
+        mem::register(&mut set);
+        copy::register(&mut set);
+        graph::register(&mut set);
         Table(t)
     })
     .0

@@ -19,7 +19,9 @@ mod ctx;
 mod cuda;
 mod exec;
 mod exec_modules;
+mod graph;
 pub mod loader;
+mod mem;
 mod nvml;
 pub mod real_backend;
 

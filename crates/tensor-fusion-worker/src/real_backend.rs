@@ -45,6 +45,8 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
     let cuda = Cuda::new(&loaded);
     let ctx = crate::ctx::CtxDriver::new(&loaded);
     let exec = crate::exec::ExecDriver::new(&loaded);
+    let mem = crate::mem::MemDriver::new(&loaded);
+    let graph = crate::graph::GraphDriver::new(&loaded);
     let nvml = match loader::load(&opts.nvml) {
         Ok(l) => Some(Nvml::new(&l)),
         Err(e) => {
@@ -60,6 +62,8 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
         ctx,
         nvml,
         exec,
+        mem,
+        graph,
     })
 }
 
@@ -71,6 +75,10 @@ pub struct RealBackend {
     pub(crate) ctx: crate::ctx::CtxDriver,
     /// Module, kernel, stream and event entry points (`crate::exec`).
     pub(crate) exec: crate::exec::ExecDriver,
+    /// VMM, pool and stream memory-operation entry points (`crate::mem`).
+    pub(crate) mem: crate::mem::MemDriver,
+    /// Capture and graph entry points (`crate::graph`).
+    pub(crate) graph: crate::graph::GraphDriver,
 }
 
 impl RealBackend {

@@ -8,6 +8,8 @@ pub mod codec;
 pub mod ctx_msgs;
 pub mod exec_msgs;
 pub mod frame;
+pub mod graph_msgs;
+pub mod mem_msgs;
 pub mod messages;
 pub mod nvml_msgs;
 pub mod show;

@@ -68,6 +68,10 @@ struct HostFunc {
 }
 
 impl HostExec {
+    /// A stream this backend knows (or a default stream).
+    pub(crate) fn check_stream(&self, s: u64) -> BResult<()> {
+        self.t().stream(s)
+    }
     fn t(&self) -> MutexGuard<'_, Tables> {
         self.t.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -26,6 +26,8 @@ pub struct HostBackend {
     blocks: RwLock<BTreeMap<u64, Block>>,
     ctx: host_ctx::HostCtx,
     exec: host_exec::HostExec,
+    mem: host_mem::HostMem,
+    graph: host_graph::HostGraph,
 }
 
 #[derive(Default)]
@@ -61,6 +63,8 @@ impl HostBackend {
             blocks: RwLock::new(BTreeMap::new()),
             ctx: Default::default(),
             exec: Default::default(),
+            mem: Default::default(),
+            graph: Default::default(),
         }
     }
 
@@ -115,6 +119,10 @@ mod host_nvml;
 mod host_ctx;
 // `impl ExecBackend for HostBackend` (bookkeeping, no kernels run) lives in `host_exec`.
 mod host_exec;
+// `impl MemBackend for HostBackend` (VMM, pools, stream values) lives in `host_mem`.
+mod host_mem;
+// `impl GraphBackend for HostBackend` (capture bookkeeping) lives in `host_graph`.
+mod host_graph;
 
 impl Backend for HostBackend {
     fn describe(&self) -> String {

@@ -17,7 +17,13 @@ pub type BackendCtx = u64;
 /// The domain traits (`NvmlBackend`, `CtxBackend`, `ExecBackend`) carry the
 /// methods of later domains, each with a `NOT_SUPPORTED` default.
 pub trait Backend:
-    Send + Sync + crate::NvmlBackend + crate::CtxBackend + crate::ExecBackend
+    Send
+    + Sync
+    + crate::NvmlBackend
+    + crate::CtxBackend
+    + crate::ExecBackend
+    + crate::MemBackend
+    + crate::GraphBackend
 {
     /// Shown in logs and the handshake, e.g. `cuda 13.0 (/usr/lib/.../libcuda.so.1)`.
     fn describe(&self) -> String;

@@ -90,6 +90,16 @@ impl CtxState {
         self.created.get(&handle).map(|(c, _)| *c)
     }
 
+    /// Any created context.
+    pub fn any(&self) -> Option<BackendCtx> {
+        self.created.values().next().map(|(c, _)| *c)
+    }
+
+    /// The device of a created context's id.
+    pub fn device(&self, handle: u64) -> Option<i32> {
+        self.created.get(&handle).map(|(_, d)| *d)
+    }
+
     /// Frees what a departed session left behind. Created contexts are
     /// destroyed later, when this state is dropped: the session frees its
     /// allocations (which live in those contexts) in between.

@@ -29,7 +29,7 @@ use crate::calls::ExecCalls;
 use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
 
-pub(crate) use streams::{memcpy_dtod_async, memcpy_dtoh_async, memcpy_htod_async};
+pub(crate) use streams::{memcpy_dtod_async, memcpy_dtoh_async, memcpy_htod_async, resolve_stream};
 
 fn unsupported<T>() -> BResult<T> {
     Err(cu::NOT_SUPPORTED)

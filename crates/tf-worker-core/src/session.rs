@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tf_protocol::exec_msgs::handle::is_default_stream;
+use tf_protocol::graph_msgs::GraphRequest;
+use tf_protocol::mem_msgs::MemRequest;
 use tf_protocol::status::{cu, nvml};
 use tf_protocol::{
     caps, encode_reply, Body, FrameHeader, Hello, HelloAck, InitReply, ProtocolError, Request,
@@ -56,6 +58,8 @@ pub struct Session {
     pub(crate) nvml: crate::nvml::NvmlState,
     pub(crate) ctxs: crate::ctx::CtxState,
     pub(crate) exec: crate::exec::ExecState,
+    pub(crate) mem: crate::mem::MemState,
+    pub(crate) graph: crate::graph::GraphState,
 }
 
 impl Session {
@@ -73,6 +77,8 @@ impl Session {
             nvml: Default::default(),
             ctxs: Default::default(),
             exec: Default::default(),
+            mem: Default::default(),
+            graph: Default::default(),
         }
     }
 
@@ -156,6 +162,30 @@ impl Session {
         }
     }
 
+    /// The device of a context id this session may name.
+    pub(crate) fn ctx_device(&self, handle: u64) -> Result<i32, Status> {
+        self.ctx(handle)?;
+        if handle & !0xFFFF_FFFF == CTX_TAG {
+            return Ok((handle & 0xFFFF_FFFF) as i32 - 1);
+        }
+        self.ctxs.device(handle).ok_or(cu::INVALID_CONTEXT)
+    }
+
+    /// Some context of this session to run a context-free call in (VMM
+    /// calls need one current on the worker's thread): the primary context
+    /// of `dev` when retained, else any context the session holds.
+    pub(crate) fn any_ctx(&self, dev: Option<i32>) -> Result<BackendCtx, Status> {
+        if let Some(c) = dev.and_then(|d| self.ctx(ctx_handle(d)).ok()) {
+            return Ok(c);
+        }
+        self.retained
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .find_map(|(d, _)| self.ctx(ctx_handle(*d)).ok())
+            .or_else(|| self.ctxs.any())
+            .ok_or(cu::INVALID_CONTEXT)
+    }
+
     /// The range must lie inside one allocation of this session.
     pub(crate) fn check_range(&self, ptr: u64, len: u64) -> Result<(), Status> {
         let end = ptr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
@@ -163,6 +193,8 @@ impl Session {
             Some((start, (size, _))) if end <= start + size => Ok(()),
             // Globals of the session's modules (cuModuleGetGlobal) are its memory too.
             _ if self.exec.covers(ptr, len) => Ok(()),
+            // Mapped VMM ranges and stream-ordered pool allocations.
+            _ if self.mem.covers(ptr, len) => Ok(()),
             _ => Err(cu::INVALID_VALUE),
         }
     }
@@ -288,6 +320,10 @@ impl CoreCalls for Session {
         reply((|| {
             self.take_deferred()?;
             self.ctx(ctx)?;
+            if !self.allocs.contains_key(&ptr) {
+                // cuMemFree also frees stream-ordered (pool) allocations.
+                return crate::mem::free_pool_alloc_now(self, ptr);
+            }
             let (size, c) = self.allocs.get(&ptr).copied().ok_or(cu::INVALID_VALUE)?;
             self.worker.free(c, ptr, size)?;
             self.allocs.remove(&ptr);
@@ -396,6 +432,14 @@ impl CoreCalls for Session {
             Ok(w.nvml_view(phys_total, phys_free, mine))
         })())
     }
+
+    fn mem(&mut self, r: MemRequest<'_>) -> Outcome {
+        crate::mem::dispatch(self, r)
+    }
+
+    fn graph(&mut self, r: GraphRequest) -> Outcome {
+        crate::graph::dispatch(self, r)
+    }
 }
 
 impl Drop for Session {
@@ -405,7 +449,11 @@ impl Drop for Session {
         // Domain state first: streams, modules and the like reference
         // contexts and memory released below.
         let w = Arc::clone(&self.worker);
+        // Graphs first: they reference the streams, modules and memory below.
+        self.graph.cleanup(&w);
         self.exec.cleanup(&w);
+        // Before contexts go: pool allocations and mappings live in them.
+        self.mem.cleanup(&w);
         self.ctxs.cleanup(&w);
         self.nvml.cleanup(&w);
         let n = self.allocs.len();

@@ -102,9 +102,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Allocates within the memory limit: the bytes are reserved before the
-    /// backend call so concurrent sessions can never overshoot together.
-    pub fn alloc(&self, ctx: BackendCtx, size: u64) -> BResult<u64> {
+    /// Counts `size` bytes against the memory limit before they are
+    /// allocated, so concurrent sessions can never overshoot together. Every
+    /// allocation path (plain, VMM, pools) charges here.
+    pub fn charge(&self, size: u64) -> BResult<()> {
         if let Some(limit) = self.limit {
             let mut cur = self.used.load(Ordering::Relaxed);
             loop {
@@ -118,21 +119,31 @@ impl Worker {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => break,
+                    Ok(_) => return Ok(()),
                     Err(c) => cur = c,
                 }
             }
-        } else {
-            self.used.fetch_add(size, Ordering::Relaxed);
         }
-        self.backend.mem_alloc(ctx, size).inspect_err(|_| {
-            self.used.fetch_sub(size, Ordering::Relaxed);
-        })
+        self.used.fetch_add(size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Returns bytes of an allocation that is gone (or never came).
+    pub fn uncharge(&self, size: u64) {
+        self.used.fetch_sub(size, Ordering::Relaxed);
+    }
+
+    /// Allocates within the memory limit.
+    pub fn alloc(&self, ctx: BackendCtx, size: u64) -> BResult<u64> {
+        self.charge(size)?;
+        self.backend
+            .mem_alloc(ctx, size)
+            .inspect_err(|_| self.uncharge(size))
     }
 
     pub fn free(&self, ctx: BackendCtx, ptr: u64, size: u64) -> BResult<()> {
         self.backend.mem_free(ctx, ptr)?;
-        self.used.fetch_sub(size, Ordering::Relaxed);
+        self.uncharge(size);
         Ok(())
     }
 

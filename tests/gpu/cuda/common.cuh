@@ -25,3 +25,11 @@ static inline uint64_t fnv(const void *p, size_t n) {
     for (size_t i = 0; i < n; i++) { h ^= b[i]; h *= 1099511628211ull; }
     return h;
 }
+
+// Prints a call's result as it comes, for checks that the client answers
+// like the native driver (error codes included).
+static inline cudaError_t show(const char *what, cudaError_t e) {
+    printf("%s -> %d %s\n", what, (int)e, cudaGetErrorName(e));
+    return e;
+}
+#define SHOW(call) show(#call, (call))

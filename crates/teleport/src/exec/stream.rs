@@ -255,12 +255,11 @@ macro_rules! stream_exports {
         unsafe extern "C" fn $ctx(s: Handle, c: *mut Handle) -> CUresult {
             guard(|| out(c, stream_ctx(s, $pt)? as Handle))
         }
-        /// Stream capture is not remoted (graphs are a later part), so no
-        /// stream is ever capturing.
+        /// Answered here while no capture is under way (`crate::graph`).
         unsafe extern "C" fn $capturing(s: Handle, status: *mut c_int) -> CUresult {
             guard(|| {
-                wire_stream(s as u64, $pt)?;
-                out(status, 0)
+                let (st, ..) = crate::graph::capture_status(wire_stream(s as u64, $pt)?)?;
+                out(status, st)
             })
         }
         unsafe extern "C" fn $record(e: Handle, s: Handle) -> CUresult {
@@ -296,21 +295,25 @@ stream_exports!(
     cu_event_record_with_flags_ptsz
 );
 
-/// `cuStreamGetCaptureInfo*`: no stream is ever capturing (see
-/// `cu_stream_is_capturing`), so the status is NONE and the id 0; the other
-/// outputs, which the driver fills only while capturing, are cleared when
-/// given. cuSOLVER asks this before every call.
+/// `cuStreamGetCaptureInfo*`: the status and id (`crate::graph`); the
+/// graph being captured when asked; no dependency nodes (nodes are not
+/// remoted: the count is 0 and the arrays null). cuSOLVER asks this before
+/// every call, PyTorch before allocations during a capture.
 fn capture_info(
     s: Handle,
     pt: bool,
     status: *mut c_int,
     id: *mut u64,
+    graph: *mut usize,
     rest: &[*mut usize],
 ) -> Result<(), CUresult> {
-    wire_stream(s as u64, pt)?;
-    out(status, 0)?;
+    let (st, cid, g) = crate::graph::capture_status(wire_stream(s as u64, pt)?)?;
+    out(status, st)?;
     if !id.is_null() {
-        out(id, 0)?;
+        out(id, cid)?;
+    }
+    if !graph.is_null() {
+        out(graph, g as usize)?;
     }
     for p in rest.iter().filter(|p| !p.is_null()) {
         out(*p, 0)?;
@@ -321,7 +324,7 @@ fn capture_info(
 macro_rules! capture_exports {
     ($pt:expr, $v1:ident, $v2:ident, $v3:ident) => {
         unsafe extern "C" fn $v1(s: Handle, status: *mut c_int, id: *mut u64) -> CUresult {
-            guard(|| capture_info(s, $pt, status, id, &[]))
+            guard(|| capture_info(s, $pt, status, id, std::ptr::null_mut(), &[]))
         }
         unsafe extern "C" fn $v2(
             s: Handle,
@@ -331,7 +334,7 @@ macro_rules! capture_exports {
             deps: *mut usize,
             n: *mut usize,
         ) -> CUresult {
-            guard(|| capture_info(s, $pt, status, id, &[graph, deps, n]))
+            guard(|| capture_info(s, $pt, status, id, graph, &[deps, n]))
         }
         unsafe extern "C" fn $v3(
             s: Handle,
@@ -342,7 +345,7 @@ macro_rules! capture_exports {
             edges: *mut usize,
             n: *mut usize,
         ) -> CUresult {
-            guard(|| capture_info(s, $pt, status, id, &[graph, deps, edges, n]))
+            guard(|| capture_info(s, $pt, status, id, graph, &[deps, edges, n]))
         }
     };
 }
@@ -460,6 +463,37 @@ macro_rules! memset_2d {
         }
     };
 }
+/// The memsets without a stream argument: device memsets are asynchronous
+/// to the host anyway, so they are the stream form on the default stream
+/// (legacy, or the per-thread one for `_ptds`).
+macro_rules! memset_sync {
+    ($name:ident, $async:ident, $t:ty) => {
+        unsafe extern "C" fn $name(dst: u64, v: $t, n: usize) -> CUresult {
+            // SAFETY: the same contract, plus the default stream.
+            unsafe { $async(dst, v, n, std::ptr::null_mut()) }
+        }
+    };
+    ($name:ident, $async:ident, $t:ty, 2d) => {
+        unsafe extern "C" fn $name(dst: u64, pitch: usize, v: $t, w: usize, h: usize) -> CUresult {
+            // SAFETY: the same contract, plus the default stream.
+            unsafe { $async(dst, pitch, v, w, h, std::ptr::null_mut()) }
+        }
+    };
+}
+memset_sync!(cu_memset_d16, cu_memset_d16_async, c_ushort);
+memset_sync!(cu_memset_d16_ptds, cu_memset_d16_async_ptsz, c_ushort);
+memset_sync!(cu_memset_d2d8, cu_memset_d2d8_async, u8, 2d);
+memset_sync!(cu_memset_d2d16, cu_memset_d2d16_async, c_ushort, 2d);
+memset_sync!(cu_memset_d2d32, cu_memset_d2d32_async, c_uint, 2d);
+memset_sync!(cu_memset_d2d8_ptds, cu_memset_d2d8_async_ptsz, u8, 2d);
+memset_sync!(
+    cu_memset_d2d16_ptds,
+    cu_memset_d2d16_async_ptsz,
+    c_ushort,
+    2d
+);
+memset_sync!(cu_memset_d2d32_ptds, cu_memset_d2d32_async_ptsz, c_uint, 2d);
+
 memset_1d!(cu_memset_d8_async, u8, D8, false);
 memset_1d!(cu_memset_d16_async, c_ushort, D16, false);
 memset_1d!(cu_memset_d32_async, c_uint, D32, false);
@@ -587,6 +621,14 @@ pub(super) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     set(c::cuEventElapsedTime_v2, cu_event_elapsed_time as Entry);
     set(c::cuEventDestroy, cu_event_destroy as Entry);
     set(c::cuEventDestroy_v2, cu_event_destroy as Entry);
+    set(c::cuMemsetD16_v2, cu_memset_d16 as Entry);
+    set(c::cuMemsetD16_v2_ptds, cu_memset_d16_ptds as Entry);
+    set(c::cuMemsetD2D8_v2, cu_memset_d2d8 as Entry);
+    set(c::cuMemsetD2D16_v2, cu_memset_d2d16 as Entry);
+    set(c::cuMemsetD2D32_v2, cu_memset_d2d32 as Entry);
+    set(c::cuMemsetD2D8_v2_ptds, cu_memset_d2d8_ptds as Entry);
+    set(c::cuMemsetD2D16_v2_ptds, cu_memset_d2d16_ptds as Entry);
+    set(c::cuMemsetD2D32_v2_ptds, cu_memset_d2d32_ptds as Entry);
     set(c::cuMemsetD8Async, cu_memset_d8_async as Entry);
     set(c::cuMemsetD16Async, cu_memset_d16_async as Entry);
     set(c::cuMemsetD32Async, cu_memset_d32_async as Entry);

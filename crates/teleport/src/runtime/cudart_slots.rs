@@ -332,6 +332,58 @@ pub(super) unsafe extern "C" fn context_id(ctx: CUcontext, id: *mut u64) -> CUre
     })
 }
 
+/// Tools stream handles handed out by TOOLS_CONTEXT[51]: (stream wire id,
+/// token). A token is a stable, zeroed 512-byte block (callers may read
+/// it); stream ids are never reused, so neither are tokens.
+static STREAM_TOKENS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
+
+/// TOOLS_CONTEXT[51] `StreamGetToolsHandleEx`: (ctx, stream, &token,
+/// per_thread): a token naming the stream for the tools slots (cuSOLVER
+/// asks it, then [39], for the id of the stream it works on).
+pub(super) unsafe extern "C" fn stream_tools_handle(
+    _ctx: CUcontext,
+    stream: *mut c_void,
+    token: *mut usize,
+    per_thread: u8,
+) -> CUresult {
+    note(TOOLS_CONTEXT, 51);
+    guard(|| {
+        if token.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        let wire = crate::exec::wire_stream(stream as u64, per_thread != 0)?;
+        let mut t = STREAM_TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+        let tok = match t.iter().find(|(w, _)| *w == wire) {
+            Some((_, tok)) => *tok,
+            None => {
+                let tok = Box::leak(Box::new([0u64; 64])).as_ptr() as usize;
+                t.push((wire, tok));
+                tok
+            }
+        };
+        out(token, tok)
+    })
+}
+
+/// TOOLS_CONTEXT[39] `StreamGetIdEx`: (ctx, token, &id): the id
+/// `cuStreamGetId` gives for the token's stream.
+pub(super) unsafe extern "C" fn stream_tools_id(
+    _ctx: CUcontext,
+    token: usize,
+    id: *mut u64,
+) -> CUresult {
+    note(TOOLS_CONTEXT, 39);
+    guard(|| {
+        let t = STREAM_TOKENS.lock().unwrap_or_else(|e| e.into_inner());
+        let wire = t
+            .iter()
+            .find(|(_, tok)| *tok == token)
+            .map(|(w, _)| *w)
+            .ok_or(cu::INVALID_HANDLE)?;
+        out(id, crate::graph::stream_id(wire))
+    })
+}
+
 /// CTX_CREATE_BYPASS[1]: `cuCtxCreate_v2`'s arguments and meaning.
 pub(super) unsafe extern "C" fn ctx_create_bypass(
     pctx: *mut CUcontext,

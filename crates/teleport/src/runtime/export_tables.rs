@@ -17,7 +17,7 @@
 //! | `263e8860` | context checks | 15 | per-context check [2], global check [3] |
 //! | `d4082055` | integrity check | 3 | the challenge answer [1] (see `integrity`) |
 //! | `f8cff951` | runtime requirements / logging | 3 | log message [1] |
-//! | `21318c60` | tools context (cuBLAS, cuFFT) | 93 | context id [4] |
+//! | `21318c60` | tools context (cuBLAS, cuFFT, cuSOLVER) | 93 | context id [4], stream id of a tools handle [39], a stream's tools handle [51] |
 //! | `0ca50b8c` | context-create bypass | 2 | `cuCtxCreate_v2` [1] |
 //!
 //! Every other slot of these tables, and every slot of a table we do not
@@ -184,7 +184,11 @@ fn fill(id: usize, t: &mut [usize]) {
         }
         INTEGRITY => set(1, integrity::check as *const ()),
         REQUIREMENTS => set(1, s::log_message as *const ()),
-        TOOLS_CONTEXT => set(4, s::context_id as *const ()),
+        TOOLS_CONTEXT => {
+            set(4, s::context_id as *const ());
+            set(39, s::stream_tools_id as *const ());
+            set(51, s::stream_tools_handle as *const ());
+        }
         CTX_CREATE_BYPASS => set(1, s::ctx_create_bypass as *const ()),
         _ => {}
     }

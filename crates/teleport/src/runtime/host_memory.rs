@@ -94,6 +94,17 @@ pub(crate) fn device_freed(ptr: u64) {
     }
 }
 
+/// Called when VMM mappings in `[start, start + size)` are unmapped.
+pub(crate) fn device_range_freed(start: u64, size: u64) {
+    let end = start.saturating_add(size);
+    ranges().retain(|s, x| !(x.kind == Kind::Device && *s >= start && *s < end));
+}
+
+/// Whether `p` lies in host memory this client tracks (pinned or registered).
+pub(crate) fn is_host(p: u64) -> bool {
+    find(p).is_some_and(|(_, x)| x.kind != Kind::Device)
+}
+
 /// The device memory of a context that went away went with it.
 pub(crate) fn context_gone(ctx: u64) {
     ranges().retain(|_, x| !(x.kind == Kind::Device && x.ctx == ctx));

@@ -17,7 +17,7 @@ const ATTR_DEVICE_UPDATABLE_KERNEL_NODE: u32 = 13;
 /// The context and real handle of a stream. A default stream (0, 1, 2)
 /// belongs to the client's current context `ctx`, or `fallback` when the
 /// caller knows better (an event's context).
-pub(super) fn resolve_stream(
+pub(crate) fn resolve_stream(
     s: &Session,
     ctx: u64,
     stream: u64,
@@ -125,6 +125,7 @@ pub(crate) fn memcpy_htod_async(
     reply((|| {
         let (c, real) = resolve_stream(s, ctx, stream, None)?;
         s.check_range(dst, data.len() as u64)?;
+        crate::graph::refuse_host_copy_in_capture(s, c, real)?;
         s.worker.backend().memcpy_htod_async(c, real, dst, data)
     })())
 }
@@ -160,6 +161,7 @@ pub(crate) fn memcpy_dtoh_async(
         s.take_deferred()?;
         let (c, real) = resolve_stream(s, ctx, stream, None)?;
         s.check_range(src, size)?;
+        crate::graph::refuse_host_copy_in_capture(s, c, real)?;
         if size > tf_protocol::MAX_PAYLOAD as u64 - 4 {
             return Err(cu::INVALID_VALUE);
         }

@@ -1,0 +1,250 @@
+//! Stream capture and CUDA graphs (issue 3).
+//!
+//! Domain module of the worker: the backend methods (each `NOT_SUPPORTED`
+//! by default), the per-session tables of graphs and executable graphs (by
+//! the ids the client minted) and the dispatch.
+//!
+//! Isolation. Captures always run in thread-local mode on the session's
+//! thread: in global mode the driver would refuse "unsafe" calls of every
+//! thread of the worker, i.e. other clients' allocations. The client's own
+//! capture mode (`cuThreadExchangeStreamCaptureMode`) is applied to that
+//! thread, which is the only one running its calls.
+//!
+//! Host memory cannot be captured: a captured host-to-device copy would
+//! read the worker's staging buffer at every replay. Copies between host
+//! and device on a capturing stream are refused with
+//! `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` (see `exec::streams`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tf_protocol::graph_msgs::{handle, GraphRequest};
+use tf_protocol::status::cu;
+
+use crate::backend::{BResult, BackendCtx, Status};
+use crate::exec::resolve_stream;
+use crate::session::{reply, Outcome, Session};
+use crate::worker::Worker;
+
+fn unsupported<T>() -> BResult<T> {
+    Err(cu::NOT_SUPPORTED)
+}
+
+/// `CU_STREAM_CAPTURE_MODE_THREAD_LOCAL`.
+pub const MODE_THREAD_LOCAL: u32 = 1;
+/// `CU_STREAM_CAPTURE_MODE_RELAXED`.
+pub const MODE_RELAXED: u32 = 2;
+/// `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`.
+pub const CAPTURE_UNSUPPORTED: Status = 900;
+
+/// What this domain needs from a backend. Graphs, executable graphs and
+/// streams are the backend's own handles.
+#[allow(unused_variables)]
+pub trait GraphBackend {
+    /// Begins a thread-local capture; returns the graph being captured.
+    fn begin_capture(&self, ctx: BackendCtx, stream: u64) -> BResult<u64> {
+        unsupported()
+    }
+    /// Ends the capture; returns the graph (the one `begin_capture` returned).
+    fn end_capture(&self, ctx: BackendCtx, stream: u64) -> BResult<u64> {
+        unsupported()
+    }
+    /// `(status, capture id, graph)`; status 0 = not capturing.
+    fn capture_info(&self, ctx: BackendCtx, stream: u64) -> BResult<(u32, u64, u64)> {
+        Ok((0, 0, 0))
+    }
+    /// Sets the calling thread's capture mode.
+    fn capture_mode(&self, mode: u32) -> BResult<()> {
+        Ok(())
+    }
+    fn instantiate(&self, ctx: BackendCtx, graph: u64, flags: u64) -> BResult<u64> {
+        unsupported()
+    }
+    fn graph_launch(&self, ctx: BackendCtx, exec: u64, stream: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn graph_upload(&self, ctx: BackendCtx, exec: u64, stream: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn exec_destroy(&self, ctx: BackendCtx, exec: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn graph_destroy(&self, ctx: BackendCtx, graph: u64) -> BResult<()> {
+        unsupported()
+    }
+    fn node_count(&self, ctx: BackendCtx, graph: u64) -> BResult<u64> {
+        unsupported()
+    }
+    /// `CUgraphExecUpdateResult` (the call's status is the error, if any).
+    fn exec_update(&self, ctx: BackendCtx, exec: u64, graph: u64) -> BResult<u64> {
+        unsupported()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct GraphState {
+    /// Graphs: id → (real, context).
+    graphs: HashMap<u64, (u64, BackendCtx)>,
+    /// Executable graphs: id → (real, context).
+    execs: HashMap<u64, (u64, BackendCtx)>,
+    /// Graphs being captured: real → id, to name them in capture queries.
+    capturing: HashMap<u64, u64>,
+}
+
+impl GraphState {
+    pub fn cleanup(&mut self, w: &Worker) {
+        let b = w.backend();
+        let (execs, graphs) = (self.execs.len(), self.graphs.len());
+        let mut failed = 0u32;
+        for (_, (real, ctx)) in std::mem::take(&mut self.execs) {
+            failed += u32::from(b.exec_destroy(ctx, real).is_err());
+        }
+        for (_, (real, ctx)) in std::mem::take(&mut self.graphs) {
+            failed += u32::from(b.graph_destroy(ctx, real).is_err());
+        }
+        if execs + graphs > 0 {
+            tracing::info!(execs, graphs, failed, "released the session's graphs");
+        }
+    }
+}
+
+fn graph(s: &Session, id: u64) -> Result<(u64, BackendCtx), Status> {
+    s.graph.graphs.get(&id).copied().ok_or(cu::INVALID_VALUE)
+}
+
+fn exec(s: &Session, id: u64) -> Result<(u64, BackendCtx), Status> {
+    s.graph.execs.get(&id).copied().ok_or(cu::INVALID_VALUE)
+}
+
+/// Refuses host ↔ device copies on a capturing stream (see the module docs).
+pub(crate) fn refuse_host_copy_in_capture(
+    s: &Session,
+    ctx: BackendCtx,
+    stream: u64,
+) -> Result<(), Status> {
+    if s.graph.capturing.is_empty() {
+        // No capture of this session is under way: nothing to ask the driver.
+        return Ok(());
+    }
+    match s.worker.backend().capture_info(ctx, stream)? {
+        (0, ..) => Ok(()),
+        _ => Err(CAPTURE_UNSUPPORTED),
+    }
+}
+
+pub(crate) fn dispatch(s: &mut Session, r: GraphRequest) -> Outcome {
+    let w = Arc::clone(&s.worker);
+    let b = w.backend();
+    use GraphRequest as G;
+    match r {
+        G::BeginCapture {
+            ctx,
+            stream,
+            graph: id,
+            mode,
+        } => reply((|| {
+            s.take_deferred()?;
+            if !handle::is(handle::GRAPH, id) || s.graph.graphs.contains_key(&id) || mode > 2 {
+                return Err(cu::INVALID_VALUE);
+            }
+            let (c, st) = resolve_stream(s, ctx, stream, None)?;
+            let real = b.begin_capture(c, st)?;
+            s.graph.graphs.insert(id, (real, c));
+            s.graph.capturing.insert(real, id);
+            Ok(())
+        })()),
+        G::EndCapture { ctx, stream } => reply((|| {
+            let (c, st) = resolve_stream(s, ctx, stream, None)?;
+            let (_, _, building) = b.capture_info(c, st)?;
+            let id = s.graph.capturing.remove(&building);
+            match b.end_capture(c, st) {
+                Ok(real) => {
+                    if let Some(id) = id {
+                        s.graph.graphs.insert(id, (real, c));
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    // An invalidated capture yields no graph (the driver drops it).
+                    if let Some(id) = id {
+                        s.graph.graphs.remove(&id);
+                    }
+                    Err(e)
+                }
+            }
+        })()),
+        G::CaptureInfo { ctx, stream } => reply((|| {
+            let (c, st) = resolve_stream(s, ctx, stream, None)?;
+            let (status, id, real) = b.capture_info(c, st)?;
+            let graph = s.graph.capturing.get(&real).copied().unwrap_or(0);
+            Ok((u64::from(status), id, graph))
+        })()),
+        G::CaptureMode { mode } => reply((|| {
+            if mode > MODE_RELAXED {
+                return Err(cu::INVALID_VALUE);
+            }
+            b.capture_mode(mode)
+        })()),
+        G::Instantiate {
+            ctx: _,
+            graph: id,
+            exec: eid,
+            flags,
+        } => reply((|| {
+            s.take_deferred()?;
+            let (real, c) = graph(s, id)?;
+            if !handle::is(handle::GRAPH_EXEC, eid) || s.graph.execs.contains_key(&eid) {
+                return Err(cu::INVALID_VALUE);
+            }
+            let e = b.instantiate(c, real, flags)?;
+            s.graph.execs.insert(eid, (e, c));
+            Ok(())
+        })()),
+        G::Launch {
+            ctx,
+            exec: eid,
+            stream,
+        } => reply((|| {
+            let (e, ec) = exec(s, eid)?;
+            let (c, st) = resolve_stream(s, ctx, stream, Some(ec))?;
+            b.graph_launch(c, e, st)
+        })()),
+        G::Upload {
+            ctx,
+            exec: eid,
+            stream,
+        } => reply((|| {
+            let (e, ec) = exec(s, eid)?;
+            let (c, st) = resolve_stream(s, ctx, stream, Some(ec))?;
+            b.graph_upload(c, e, st)
+        })()),
+        G::ExecDestroy { exec: eid } => reply((|| {
+            let (e, c) = exec(s, eid)?;
+            b.exec_destroy(c, e)?;
+            s.graph.execs.remove(&eid);
+            Ok(())
+        })()),
+        G::Destroy { graph: id } => reply((|| {
+            let (g, c) = graph(s, id)?;
+            if s.graph.capturing.contains_key(&g) {
+                // Still being captured: the driver owns it until the capture ends.
+                return Err(cu::INVALID_VALUE);
+            }
+            b.graph_destroy(c, g)?;
+            s.graph.graphs.remove(&id);
+            Ok(())
+        })()),
+        G::NodeCount { graph: id } => reply((|| {
+            let (g, c) = graph(s, id)?;
+            b.node_count(c, g)
+        })()),
+        G::ExecUpdate {
+            exec: eid,
+            graph: id,
+        } => reply((|| {
+            let (e, c) = exec(s, eid)?;
+            let (g, _) = graph(s, id)?;
+            b.exec_update(c, e, g)
+        })()),
+    }
+}
