@@ -1,8 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>`:
 //!
 //! - `codegen [--check]`: regenerate the API tables and export tables from the
-//!   NVIDIA headers (`scripts/fetch-headers.sh` fetches them); `--check` writes
-//!   nothing and fails naming every stale file (CI).
+//!   NVIDIA headers (`scripts/fetch-headers.sh` fetches them), and the wire
+//!   messages and worker dispatch from `codegen/messages.txt`; `--check`
+//!   writes nothing and fails naming every stale file (CI).
 //! - `procaddr derive | import FILE`: (re)write `codegen/procaddr.tsv`, the
 //!   cuGetProcAddress table (see `codegen::procaddr`).
 //! - `test [ARGS...]`: `cargo build --workspace`, then `cargo test --workspace

@@ -2,6 +2,7 @@
 //! export layers. Created on first use (cuInit, cuDriverGetVersion,
 //! nvmlInit), never torn down before exit.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::Duration;
@@ -20,6 +21,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bulk copies are cut into frames of at most this many bytes, so copies
 /// pipeline and no single frame monopolizes a shared-memory ring.
 const CHUNK: usize = 8 << 20;
+
+thread_local! {
+    /// The last request the worker refused on this thread, as
+    /// `(status, cuMemAlloc_v2(ctx=…, size=…))`, for the `call failed`
+    /// debug line of the export that sent it (see `cuda::guard`). Only
+    /// filled while debug logging is on.
+    static REFUSED: RefCell<Option<(u32, String)>> = const { RefCell::new(None) };
+}
+
+/// Remembers a refused request for [`take_refused`], when debug logging is on.
+fn note_refused(req: &Request<'_>, status: u32) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let _ = REFUSED.try_with(|r| *r.borrow_mut() = Some((status, req.to_string())));
+    }
+}
+
+/// The request this thread's last synchronous call sent, if the worker
+/// refused it with `status`; clears the record either way.
+pub(crate) fn take_refused(status: u32) -> Option<String> {
+    let (s, call) = REFUSED.try_with(|r| r.borrow_mut().take()).ok()??;
+    (s == status).then_some(call)
+}
+
+/// Drops the record: the export that sent the request succeeded anyway.
+pub(crate) fn forget_refused() {
+    let _ = REFUSED.try_with(|r| r.borrow_mut().take());
+}
 
 static CLIENT: OnceLock<Result<Client, ClientError>> = OnceLock::new();
 static FORKED: AtomicBool = AtomicBool::new(false);
@@ -182,6 +210,9 @@ impl Client {
         let r = match round_trip::<B>(&mut link, req) {
             Ok(r) => {
                 link.unacked = 0;
+                if let Err(status) = r {
+                    note_refused(req, status);
+                }
                 r
             }
             Err(why) => Err(self.fail(why)),

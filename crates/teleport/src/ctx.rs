@@ -22,7 +22,7 @@ use std::ffi::{c_int, c_uint, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use tf_protocol::ctx_msgs::{CtxInfo, CtxRequest, ExportTableQuery};
+use tf_protocol::ctx_msgs::{CtxInfo, CtxRequest};
 use tf_protocol::status::cu;
 use tf_protocol::Request;
 
@@ -147,9 +147,7 @@ pub(crate) fn primary_handle(dev: CUdevice) -> Result<u64, CUresult> {
     if let Some(h) = with(|r| r.primary.get(&dev).map(|p| p.handle).filter(|h| *h != 0)) {
         return Ok(h);
     }
-    let h = session()?.call::<u64>(&Request::Ctx(CtxRequest::ExportTable(
-        ExportTableQuery::PrimaryCtx { dev },
-    )))?;
+    let h = session()?.call::<u64>(&Request::Ctx(CtxRequest::ExportTablePrimaryCtx { dev }))?;
     with(|r| r.primary.entry(dev).or_default().handle = h);
     changed();
     Ok(h)
@@ -178,7 +176,7 @@ fn ctx_or_current(ctx: CUcontext) -> Result<u64, CUresult> {
     }
 }
 
-fn call(req: CtxRequest<'_>) -> Result<(), CUresult> {
+fn call(req: CtxRequest) -> Result<(), CUresult> {
     session()?.call::<()>(&Request::Ctx(req))
 }
 

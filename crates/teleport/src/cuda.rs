@@ -41,10 +41,21 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<(), CUresult>) -> CUresult {
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     crate::stats::record_site(at, started);
     match r {
-        Ok(Ok(())) => cu::SUCCESS,
+        Ok(Ok(())) => {
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                // A refusal this export handled itself is not its failure.
+                crate::client::forget_refused();
+            }
+            cu::SUCCESS
+        }
         Ok(Err(code)) => {
             if tracing::enabled!(tracing::Level::DEBUG) && crate::runtime::may_log() {
-                tracing::debug!(status = code, at = %at, "call failed");
+                // The worker's refusal of the request this export sent,
+                // with its arguments, when that is what failed it.
+                match crate::client::take_refused(code) {
+                    Some(call) => tracing::debug!(status = code, at = %at, %call, "call failed"),
+                    None => tracing::debug!(status = code, at = %at, "call failed"),
+                }
             }
             code
         }

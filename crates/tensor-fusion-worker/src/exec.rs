@@ -13,7 +13,8 @@ use std::ffi::{c_float, c_int, c_uint, c_ushort, c_void};
 use std::sync::{Mutex, MutexGuard};
 
 use tf_protocol::exec_msgs::{
-    LaunchApi, LoadReply, Memset, Occupancy, OccupancyReply, ParamSlot, Shape, LAUNCH_ATTR_VALUE,
+    LaunchApi, LoadReply, Memset, MemsetOp, Occupancy, OccupancyReply, ParamSlot, Shape,
+    LAUNCH_ATTR_VALUE,
 };
 use tf_protocol::status::cu;
 use tf_worker_core::exec::{Found, Func, Image, LoadOpts};
@@ -491,26 +492,26 @@ impl ExecBackend for RealBackend {
             // The device range was checked by the worker core against the
             // session's memory; every argument is passed by value.
             let (v8, v16, v32) = (m.value as u8, m.value as c_ushort, m.value);
-            let r = match (m.elem, m.height) {
+            let r = match m.op {
                 // SAFETY: see above.
-                (1, None) => unsafe { need(d.memset_d8)?(m.dst, v8, w, s) },
+                MemsetOp::D8 => unsafe { need(d.memset_d8)?(m.dst, v8, w, s) },
                 // SAFETY: see above.
-                (2, None) => unsafe { need(d.memset_d16)?(m.dst, v16, w, s) },
+                MemsetOp::D16 => unsafe { need(d.memset_d16)?(m.dst, v16, w, s) },
                 // SAFETY: see above.
-                (4, None) => unsafe { need(d.memset_d32)?(m.dst, v32, w, s) },
-                (e, Some(h)) => {
-                    let (p, h) = (size(m.pitch)?, size(h)?);
-                    match e {
+                MemsetOp::D32 => unsafe { need(d.memset_d32)?(m.dst, v32, w, s) },
+                MemsetOp::D2D8 { height }
+                | MemsetOp::D2D16 { height }
+                | MemsetOp::D2D32 { height } => {
+                    let (p, h) = (size(m.pitch)?, size(height)?);
+                    match m.op.elem() {
                         // SAFETY: see above.
                         1 => unsafe { need(d.memset_2d8)?(m.dst, p, v8, w, h, s) },
                         // SAFETY: see above.
                         2 => unsafe { need(d.memset_2d16)?(m.dst, p, v16, w, h, s) },
-                        // SAFETY: see above.
-                        4 => unsafe { need(d.memset_2d32)?(m.dst, p, v32, w, h, s) },
-                        _ => cu::INVALID_VALUE,
+                        // 4 (`elem` is 1, 2 or 4). SAFETY: see above.
+                        _ => unsafe { need(d.memset_2d32)?(m.dst, p, v32, w, h, s) },
                     }
                 }
-                _ => cu::INVALID_VALUE,
             };
             check(r)
         })

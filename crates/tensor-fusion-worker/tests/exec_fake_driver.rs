@@ -11,7 +11,8 @@ use common::{compile, options, read_fake_int, scratch};
 use tensor_fusion_worker::loader::{CUDA_FILE, NVML_FILE};
 use tensor_fusion_worker::{open_with, RealBackend};
 use tf_protocol::exec_msgs::{
-    LaunchApi, LaunchAttr, LoadReply, Memset, Occupancy, Opt, ParamSlot, Shape, LAUNCH_ATTR_VALUE,
+    LaunchApi, LaunchAttr, LoadReply, Memset, MemsetOp, Occupancy, Opt, ParamSlot, Shape,
+    LAUNCH_ATTR_VALUE,
 };
 use tf_worker_core::exec::{Func, Image, LoadOpts};
 use tf_worker_core::{Backend, BackendCtx, ExecBackend};
@@ -307,9 +308,8 @@ fn streams_events_and_async_work() {
         dst: p,
         pitch: 256,
         value: 0xABCD,
-        elem: 2,
         width: 4,
-        height: Some(3),
+        op: MemsetOp::D2D16 { height: 3 },
     };
     b.memset_async(ctx, s, &m).expect("memset 2D");
     let mut out = vec![0u8; 1024];

@@ -1,8 +1,7 @@
 //! NVML requests beyond init/shutdown/memory: device facts and readings.
 //!
-//! Domain module: owns its opcodes (from `tf_api::op`), its request enum and
-//! its reply bodies. `Request::decode` asks [`NvmlRequest::decode`] for every
-//! opcode the core messages do not know.
+//! Domain module: its requests ([`NvmlRequest`], [`Query`]) are generated
+//! from `codegen/messages.txt`; its reply bodies are here.
 //!
 //! Every device question is one [`Query`] (an NVML function) with at most
 //! one scalar argument (a sensor, clock or fan number), answered by an
@@ -12,11 +11,11 @@
 //! while the driver is loaded ([`STATIC_QUERIES`]) travel together in one
 //! [`NvmlDeviceFacts`] reply that the client caches per device.
 
-use tf_api::op;
-
 use crate::codec::{Reader, Writer};
 use crate::messages::{Body, MAX_TEXT};
 use crate::ProtocolError;
+
+pub use crate::generated::nvml_msgs::*;
 
 /// Most numbers in one answer (a process list is two per process).
 pub const MAX_NUMS: usize = 512;
@@ -25,112 +24,6 @@ pub const MAX_FACTS: usize = 64;
 
 /// `clockType` values of `nvmlClockType_t` (graphics, SM, memory, video).
 const CLOCK_TYPES: [u32; 4] = [0, 1, 2, 3];
-
-macro_rules! queries {
-    ($($(#[$doc:meta])* $name:ident = $fn:ident,)*) => {
-        /// A device query: one NVML function. Its frame opcode is that
-        /// function's opcode; the answer's `nums` are listed per variant.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Query {
-            $($(#[$doc])* $name,)*
-        }
-
-        impl Query {
-            /// Every query, for tests and tables.
-            pub const ALL: &'static [Query] = &[$(Query::$name,)*];
-
-            /// The frame opcode (the NVML function's opcode).
-            pub fn opcode(self) -> u32 {
-                match self {
-                    $(Query::$name => op::$fn,)*
-                }
-            }
-
-            /// The query sent with `opcode`, if any.
-            pub fn from_opcode(opcode: u32) -> Option<Self> {
-                match opcode {
-                    $(op::$fn => Some(Query::$name),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-queries! {
-    /// text: the board serial number.
-    Serial = nvmlDeviceGetSerial,
-    /// `[domain, bus, device, pciDeviceId, pciSubSystemId]`, text: `busId`.
-    PciInfo = nvmlDeviceGetPciInfo_v3,
-    /// `[nvmlBrandType_t]`
-    Brand = nvmlDeviceGetBrand,
-    /// `[nvmlDeviceArchitecture_t]`
-    Architecture = nvmlDeviceGetArchitecture,
-    /// `[major, minor]`
-    ComputeCapability = nvmlDeviceGetCudaComputeCapability,
-    /// `[minor number]` (of `/dev/nvidiaN` on the worker's host)
-    MinorNumber = nvmlDeviceGetMinorNumber,
-    /// arg: clock type. `[MHz]`
-    MaxClock = nvmlDeviceGetMaxClockInfo,
-    /// arg: clock type. `[MHz]`
-    DefaultAppClock = nvmlDeviceGetDefaultApplicationsClock,
-    /// `[min mW, max mW]`
-    PowerLimitConstraints = nvmlDeviceGetPowerManagementLimitConstraints,
-    /// `[mW]`
-    PowerDefaultLimit = nvmlDeviceGetPowerManagementDefaultLimit,
-    /// `[fans]`
-    NumFans = nvmlDeviceGetNumFans,
-    /// text: the VBIOS version.
-    VbiosVersion = nvmlDeviceGetVbiosVersion,
-    /// arg: `nvmlTemperatureThresholds_t`. `[°C]`
-    TemperatureThreshold = nvmlDeviceGetTemperatureThreshold,
-    /// `[total, free, used]` bytes of the BAR1 aperture.
-    Bar1Memory = nvmlDeviceGetBAR1MemoryInfo,
-    /// `[gpu %, memory %]`
-    Utilization = nvmlDeviceGetUtilizationRates,
-    /// arg: `nvmlTemperatureSensors_t`. `[°C]`
-    Temperature = nvmlDeviceGetTemperature,
-    /// `[mW]`
-    PowerUsage = nvmlDeviceGetPowerUsage,
-    /// `[mW]`
-    PowerLimit = nvmlDeviceGetPowerManagementLimit,
-    /// `[mW]`
-    EnforcedPowerLimit = nvmlDeviceGetEnforcedPowerLimit,
-    /// arg: clock type. `[MHz]`
-    Clock = nvmlDeviceGetClockInfo,
-    /// arg: clock type. `[MHz]`
-    AppClock = nvmlDeviceGetApplicationsClock,
-    /// `[%]` (`nvmlDeviceGetFanSpeed`, the first fan)
-    FanSpeed = nvmlDeviceGetFanSpeed,
-    /// arg: fan. `[%]`
-    FanSpeedOf = nvmlDeviceGetFanSpeed_v2,
-    /// `[nvmlPstates_t]`
-    PerformanceState = nvmlDeviceGetPerformanceState,
-    /// `[current, pending]` (`nvmlEnableState_t`)
-    EccMode = nvmlDeviceGetEccMode,
-    /// arg: `errorType | counterType << 8`. `[count]`
-    TotalEccErrors = nvmlDeviceGetTotalEccErrors,
-    /// `[nvmlEnableState_t]`
-    PersistenceMode = nvmlDeviceGetPersistenceMode,
-    /// `[nvmlComputeMode_t]`
-    ComputeMode = nvmlDeviceGetComputeMode,
-    /// `[current, pending]`
-    MigMode = nvmlDeviceGetMigMode,
-    /// `[nvmlEnableState_t]`
-    DisplayMode = nvmlDeviceGetDisplayMode,
-    /// `[nvmlEnableState_t]`
-    DisplayActive = nvmlDeviceGetDisplayActive,
-    /// `[nvmlGpuVirtualizationMode_t]`
-    VirtualizationMode = nvmlDeviceGetVirtualizationMode,
-    /// `[count]`
-    MaxMigDeviceCount = nvmlDeviceGetMaxMigDeviceCount,
-    /// `[]`: only the status (is the infoROM valid).
-    ValidateInforom = nvmlDeviceValidateInforom,
-    /// `[pid, used bytes]` per process: the asking client's own process
-    /// while it holds a context on the device (answered by the worker core,
-    /// not the backend).
-    ComputeProcesses = nvmlDeviceGetComputeRunningProcesses_v3,
-}
 
 /// `(query, arg)` pairs whose answers cannot change while the worker's
 /// driver is loaded. The worker answers them together (see
@@ -275,69 +168,11 @@ impl Body for NvmlDeviceFacts {
     }
 }
 
-/// Requests of this domain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NvmlRequest<'a> {
-    /// Every static fact of device `index` (the CUDA ordinal: NVML and CUDA
-    /// number devices alike); answered by [`NvmlDeviceFacts`]. Sent with the
-    /// `nvmlDeviceGetHandleByIndex_v2` opcode: the client fetches these the
-    /// first time it needs a fact of a handle.
-    DeviceFacts { index: u32 },
-    /// One query about device `index`; answered by [`NvmlAnswer`].
-    Query { query: Query, index: u32, arg: u32 },
-    /// Keeps the lifetime for requests that will carry bulk data (none do
-    /// yet). Uninhabited: it can never be built, sent or decoded.
-    #[doc(hidden)]
-    _Bulk(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
-}
-
-impl<'a> NvmlRequest<'a> {
-    /// The frame opcode.
-    pub fn opcode(&self) -> u32 {
-        match self {
-            Self::DeviceFacts { .. } => op::nvmlDeviceGetHandleByIndex_v2,
-            Self::Query { query, .. } => query.opcode(),
-            Self::_Bulk(never, _) => match *never {},
-        }
-    }
-
-    /// Encodes the fixed part into `w`; returns bulk data to gather after it.
-    pub fn encode(&self, w: &mut crate::Writer) -> &'a [u8] {
-        match self {
-            Self::DeviceFacts { index } => {
-                w.u32(*index);
-            }
-            Self::Query { index, arg, .. } => {
-                w.u32(*index).u32(*arg);
-            }
-            Self::_Bulk(never, _) => match *never {},
-        }
-        &[]
-    }
-
-    /// `None` if `opcode` is not of this domain; else the validated request.
-    pub fn decode(opcode: u32, payload: &'a [u8]) -> Option<Result<Self, ProtocolError>> {
-        let mut r = Reader::new(payload, "nvml request");
-        let req = if opcode == op::nvmlDeviceGetHandleByIndex_v2 {
-            r.u32().map(|index| Self::DeviceFacts { index })
-        } else {
-            let query = Query::from_opcode(opcode)?;
-            (|| {
-                Ok(Self::Query {
-                    query,
-                    index: r.u32()?,
-                    arg: r.u32()?,
-                })
-            })()
-        };
-        Some(req.and_then(|q| r.end().map(|()| q)))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{decode_reply, encode_reply, Request};
+    use tf_api::op;
 
     #[test]
     fn opcodes_are_distinct_and_round_trip() {

@@ -60,12 +60,30 @@ fn build(kind: u8, a: u64, b: u64, data: &[u8]) -> ExecRequest<'_> {
             offset: b,
             data,
         },
-        1 => E::ModuleLoad(ModuleApi::Data, load(a, b, data)),
-        2 => E::ModuleLoad(ModuleApi::DataEx, load(a, b, data)),
-        3 => E::ModuleLoad(ModuleApi::FatBinary, load(a, b, data)),
-        4 => E::ModuleLoad(ModuleApi::File, load(a, b, data)),
-        5 => E::LibraryLoad(LibraryApi::Data, load(a, b, data)),
-        6 => E::LibraryLoad(LibraryApi::File, load(a, b, data)),
+        1 => E::ModuleLoad {
+            api: ModuleApi::Data,
+            load: load(a, b, data),
+        },
+        2 => E::ModuleLoad {
+            api: ModuleApi::DataEx,
+            load: load(a, b, data),
+        },
+        3 => E::ModuleLoad {
+            api: ModuleApi::FatBinary,
+            load: load(a, b, data),
+        },
+        4 => E::ModuleLoad {
+            api: ModuleApi::File,
+            load: load(a, b, data),
+        },
+        5 => E::LibraryLoad {
+            api: LibraryApi::Data,
+            load: load(a, b, data),
+        },
+        6 => E::LibraryLoad {
+            api: LibraryApi::File,
+            load: load(a, b, data),
+        },
         7 => E::ModuleUnload { module: a },
         8 => E::ModuleGetFunction { module: a, name: s },
         9 => E::ModuleGetGlobal { module: b, name: s },
@@ -197,9 +215,8 @@ fn build(kind: u8, a: u64, b: u64, data: &[u8]) -> ExecRequest<'_> {
             dst: a ^ b,
             pitch: if a & 1 == 1 { b } else { 0 },
             value: b as u32,
-            elem: [1, 2, 4][(a % 3) as usize],
             width: a,
-            height: (a & 1 == 1).then_some(b),
+            op: MemsetOp::new([1, 2, 4][(a % 3) as usize], (a & 1 == 1).then_some(b)).unwrap(),
         }),
     }
 }
@@ -303,23 +320,34 @@ fn hostile_counts_and_shapes_are_refused() {
         wrapper: 1,
         parts: vec![1, 2],
     };
-    let req = Request::Exec(ExecRequest::ModuleLoad(ModuleApi::Data, l));
+    let req = Request::Exec(ExecRequest::ModuleLoad {
+        api: ModuleApi::Data,
+        load: l,
+    });
     let (mut p, bulk) = req.encode();
     p.extend_from_slice(bulk);
     assert!(Request::decode(req.opcode(), &p).is_err());
-    // A memset whose element size disagrees with its opcode.
+    // A memset whose rows disagree with its opcode (the opcode alone says
+    // the element size and whether there are rows).
     let m = Memset {
         ctx: 1,
         stream: 0,
         dst: 2,
         pitch: 0,
         value: 0,
-        elem: 2,
         width: 4,
-        height: None,
+        op: MemsetOp::D2D16 { height: 3 },
     };
     let (p, _) = Request::Exec(ExecRequest::MemsetAsync(m)).encode();
-    assert!(Request::decode(tf_api::op::cuMemsetD8Async, &p).is_err());
+    assert!(Request::decode(tf_api::op::cuMemsetD16Async, &p).is_err());
+    let one_d = Memset {
+        op: MemsetOp::D16,
+        ..m
+    };
+    let (p, _) = Request::Exec(ExecRequest::MemsetAsync(one_d)).encode();
+    assert!(Request::decode(tf_api::op::cuMemsetD2D16Async, &p).is_err());
+    assert_eq!(MemsetOp::new(3, None), None);
+    assert_eq!((m.op.elem(), m.op.height()), (2, Some(3)));
 }
 
 #[test]

@@ -547,10 +547,10 @@ impl ExecBackend for HostBackend {
     fn memset_async(&self, ctx: BackendCtx, stream: u64, m: &Memset) -> BResult<()> {
         self.check_ctx(ctx)?;
         self.exec.t().stream(stream)?;
-        let elem = usize::from(m.elem);
+        let elem = usize::from(m.op.elem());
         let row = m.width as usize * elem;
         let bytes = &m.value.to_le_bytes()[..elem];
-        for r in 0..m.height.unwrap_or(1) {
+        for r in 0..m.op.height().unwrap_or(1) {
             let (b, off) = self.find(m.dst + r * m.pitch, row as u64)?;
             for chunk in lock(&b)[off..off + row].chunks_exact_mut(elem) {
                 chunk.copy_from_slice(bytes);

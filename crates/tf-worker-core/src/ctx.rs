@@ -2,7 +2,8 @@
 //!
 //! Domain module of the worker: the backend methods this domain needs (with
 //! `NOT_SUPPORTED` defaults so backends grow one method at a time), the
-//! per-session state it keeps, and the dispatch of its requests.
+//! per-session state it keeps, and its requests (the generated `CtxCalls`
+//! trait).
 //!
 //! Created contexts (`cuCtxCreate`) belong to the session that made them:
 //! the client sees tagged ids, the session maps them to the backend's
@@ -15,12 +16,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tf_protocol::ctx_msgs::{CtxInfo, CtxRequest, ExportTableQuery};
-use tf_protocol::encode_reply;
+use tf_protocol::ctx_msgs::CtxInfo;
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx};
-use crate::session::{ctx_handle, Outcome, Session};
+use crate::calls::CtxCalls;
+use crate::session::{ctx_handle, reply, Outcome, Session};
 use crate::worker::Worker;
 
 /// What this domain needs from a backend.
@@ -136,72 +137,107 @@ fn free_allocations_in(s: &mut Session, c: BackendCtx) -> BResult<()> {
     Ok(())
 }
 
-fn reply<B: tf_protocol::Body>(r: BResult<B>) -> Outcome {
-    match r {
-        Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
-        Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
+/// The context requests. Handles are validated against this session's
+/// tables before the backend sees them.
+impl CtxCalls for Session {
+    fn primary_ctx_set_flags(&mut self, dev: i32, flags: u32) -> Outcome {
+        reply((|| {
+            self.check_dev(dev)?;
+            self.worker.backend().primary_ctx_set_flags(dev, flags)
+        })())
     }
-}
 
-pub(crate) fn dispatch(s: &mut Session, r: CtxRequest<'_>) -> Outcome {
-    let w = Arc::clone(&s.worker);
-    let b = w.backend();
-    match r {
-        CtxRequest::PrimaryCtxSetFlags { dev, flags } => reply((|| {
-            s.check_dev(dev)?;
-            b.primary_ctx_set_flags(dev, flags)
-        })()),
-        CtxRequest::PrimaryCtxReset { dev } => reply((|| {
-            s.check_dev(dev)?;
+    fn primary_ctx_reset(&mut self, dev: i32) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            self.check_dev(dev)?;
             // Work this session enqueued in the context is gone with it.
-            let _ = s.take_deferred();
+            let _ = self.take_deferred();
             if let Some(c) = w.primary_ctx(dev) {
-                if s.retained.get(&dev).copied().unwrap_or(0) > 0 {
-                    free_allocations_in(s, c)?;
+                if self.retained.get(&dev).copied().unwrap_or(0) > 0 {
+                    free_allocations_in(self, c)?;
                 }
             }
-            for _ in 0..s.retained.remove(&dev).unwrap_or(0) {
+            for _ in 0..self.retained.remove(&dev).unwrap_or(0) {
                 w.release_primary(dev)?;
             }
             Ok(())
-        })()),
-        CtxRequest::Create { dev, flags } => reply((|| {
-            s.take_deferred()?;
-            s.check_dev(dev)?;
-            let c = b.ctx_create(dev, flags)?;
-            let st = &mut s.ctxs;
+        })())
+    }
+
+    fn ctx_create(&mut self, dev: i32, flags: u32) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            self.take_deferred()?;
+            self.check_dev(dev)?;
+            let c = w.backend().ctx_create(dev, flags)?;
+            let st = &mut self.ctxs;
             st.next += 1;
             let handle = CREATED_TAG | u64::from(st.next);
             st.created.insert(handle, (c, dev));
             st.worker.get_or_insert_with(|| Arc::clone(&w));
             Ok(handle)
-        })()),
-        CtxRequest::Destroy { ctx } => reply((|| {
-            s.take_deferred()?;
-            let (c, _) = *s.ctxs.created.get(&ctx).ok_or(cu::INVALID_CONTEXT)?;
-            free_allocations_in(s, c)?;
-            b.ctx_destroy(c)?;
-            s.ctxs.created.remove(&ctx);
-            s.exec.forget_ctx(c);
-            s.graph.forget_ctx(c);
+        })())
+    }
+
+    fn ctx_destroy(&mut self, ctx: u64) -> Outcome {
+        reply((|| {
+            self.take_deferred()?;
+            let (c, _) = *self.ctxs.created.get(&ctx).ok_or(cu::INVALID_CONTEXT)?;
+            free_allocations_in(self, c)?;
+            self.worker.backend().ctx_destroy(c)?;
+            self.ctxs.created.remove(&ctx);
+            self.exec.forget_ctx(c);
+            self.graph.forget_ctx(c);
             Ok(())
-        })()),
-        CtxRequest::GetLimit { ctx, limit } => reply((|| b.ctx_get_limit(s.ctx(ctx)?, limit))()),
-        CtxRequest::SetLimit { ctx, limit, value } => {
-            reply((|| b.ctx_set_limit(s.ctx(ctx)?, limit, value))())
-        }
-        CtxRequest::Info { ctx } => reply((|| b.ctx_info(s.ctx(ctx)?))()),
-        CtxRequest::SetCacheConfig { ctx, config } => {
-            reply((|| b.ctx_set_cache_config(s.ctx(ctx)?, config))())
-        }
-        CtxRequest::SetFlags { ctx, flags } => reply((|| b.ctx_set_flags(s.ctx(ctx)?, flags))()),
-        CtxRequest::ExportTable(ExportTableQuery::Size { guid }) => reply(
-            b.export_table_shape(guid)
+        })())
+    }
+
+    fn ctx_get_limit(&mut self, ctx: u64, limit: u32) -> Outcome {
+        reply((|| {
+            self.worker.backend().ctx_get_limit(self.ctx(ctx)?, limit)
+        })())
+    }
+
+    fn ctx_set_limit(&mut self, ctx: u64, limit: u32, value: u64) -> Outcome {
+        reply((|| {
+            self.worker
+                .backend()
+                .ctx_set_limit(self.ctx(ctx)?, limit, value)
+        })())
+    }
+
+    fn ctx_info(&mut self, ctx: u64) -> Outcome {
+        reply((|| self.worker.backend().ctx_info(self.ctx(ctx)?))())
+    }
+
+    fn ctx_set_cache_config(&mut self, ctx: u64, config: u32) -> Outcome {
+        reply((|| {
+            self.worker
+                .backend()
+                .ctx_set_cache_config(self.ctx(ctx)?, config)
+        })())
+    }
+
+    fn ctx_set_flags(&mut self, ctx: u64, flags: u32) -> Outcome {
+        reply((|| {
+            self.worker.backend().ctx_set_flags(self.ctx(ctx)?, flags)
+        })())
+    }
+
+    fn export_table_size(&mut self, guid: [u8; 16]) -> Outcome {
+        reply(
+            self.worker
+                .backend()
+                .export_table_shape(&guid)
                 .map(|(size, nulls)| (size, nulls as u64, (nulls >> 64) as u64)),
-        ),
-        CtxRequest::ExportTable(ExportTableQuery::PrimaryCtx { dev }) => reply((|| {
-            s.check_dev(dev)?;
+        )
+    }
+
+    fn export_table_primary_ctx(&mut self, dev: i32) -> Outcome {
+        reply((|| {
+            self.check_dev(dev)?;
             Ok(ctx_handle(dev))
-        })()),
+        })())
     }
 }

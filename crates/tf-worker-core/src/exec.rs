@@ -2,7 +2,8 @@
 //!
 //! Domain module of the worker: the backend methods this domain needs (with
 //! `NOT_SUPPORTED` defaults so backends grow one method at a time), the
-//! per-session state it keeps, and the dispatch of its requests.
+//! per-session state it keeps, and its requests (the generated `ExecCalls`
+//! trait).
 //!
 //! Every handle a client names is looked up in this session's own tables
 //! ([`ExecState`]): streams, events, modules and libraries by the ids the
@@ -17,15 +18,15 @@ mod streams;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tf_protocol::encode_reply;
 use tf_protocol::exec_msgs::{
-    ExecRequest, LaunchApi, LoadReply, Memset, Occupancy, OccupancyReply, Opt, ParamSlot, Shape,
+    Launch, LaunchApi, LibraryApi, Load, LoadReply, Memset, ModuleApi, Occupancy, OccupancyReply,
+    Opt, ParamSlot, Shape,
 };
 use tf_protocol::status::cu;
-use tf_protocol::Body;
 
 use crate::backend::{BResult, BackendCtx, Status};
-use crate::session::{Outcome, Session};
+use crate::calls::ExecCalls;
+use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
 
 pub(crate) use streams::{memcpy_dtod_async, memcpy_dtoh_async, memcpy_htod_async, resolve_stream};
@@ -373,75 +374,144 @@ impl ExecState {
     }
 }
 
-/// A reply with a body, or the error status alone.
-pub(crate) fn reply<B: Body>(r: Result<B, Status>) -> Outcome {
-    match r {
-        Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
-        Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
+/// The exec requests; the bodies are in `modules` and `streams`.
+impl ExecCalls for Session {
+    fn image_part(&mut self, handle: u64, offset: u64, data: &[u8]) -> Outcome {
+        reply(modules::stage(self, handle, offset, data))
     }
-}
 
-pub(crate) fn dispatch(s: &mut Session, r: ExecRequest<'_>) -> Outcome {
-    use ExecRequest as E;
-    match r {
-        E::ImagePart {
-            handle,
-            offset,
-            data,
-        } => reply(modules::stage(s, handle, offset, data)),
-        E::ModuleLoad(_, l) => modules::load(s, l, false),
-        E::LibraryLoad(_, l) => modules::load(s, l, true),
-        E::ModuleUnload { module } => reply(modules::unload(s, module, false)),
-        E::LibraryUnload { library } => reply(modules::unload(s, library, true)),
-        E::ModuleGetFunction { module, name } => reply(modules::get_function(s, module, &name)),
-        E::LibraryGetKernel { library, name } => reply(modules::get_kernel(s, library, &name)),
-        E::ModuleGetGlobal { module, name } => {
-            reply(modules::get_global(s, 0, module, &name, false))
-        }
-        E::LibraryGetGlobal { ctx, library, name } => {
-            reply(modules::get_global(s, ctx, library, &name, true))
-        }
-        E::LibraryGetModule {
-            ctx,
-            library,
-            module,
-        } => reply(modules::library_module(s, ctx, library, module)),
-        E::KernelGetFunction { ctx, kernel } => reply(modules::kernel_function(s, ctx, kernel)),
-        E::FuncGetAttribute { ctx, func, attrib } => {
-            reply(modules::func_attr(s, ctx, func, attrib))
-        }
-        E::FuncSetAttribute {
-            ctx,
-            func,
-            attrib,
-            value,
-        } => reply(modules::func_set(s, ctx, func, |b, c, f| {
+    fn module_load(&mut self, _api: ModuleApi, load: Load<'_>) -> Outcome {
+        modules::load(self, load, false)
+    }
+
+    fn library_load(&mut self, _api: LibraryApi, load: Load<'_>) -> Outcome {
+        modules::load(self, load, true)
+    }
+
+    fn module_unload(&mut self, module: u64) -> Outcome {
+        reply(modules::unload(self, module, false))
+    }
+
+    fn module_get_function(&mut self, module: u64, name: String) -> Outcome {
+        reply(modules::get_function(self, module, &name))
+    }
+
+    fn module_get_global(&mut self, module: u64, name: String) -> Outcome {
+        reply(modules::get_global(self, 0, module, &name, false))
+    }
+
+    fn library_unload(&mut self, library: u64) -> Outcome {
+        reply(modules::unload(self, library, true))
+    }
+
+    fn library_get_kernel(&mut self, library: u64, name: String) -> Outcome {
+        reply(modules::get_kernel(self, library, &name))
+    }
+
+    fn library_get_module(&mut self, ctx: u64, library: u64, module: u64) -> Outcome {
+        reply(modules::library_module(self, ctx, library, module))
+    }
+
+    fn library_get_global(&mut self, ctx: u64, library: u64, name: String) -> Outcome {
+        reply(modules::get_global(self, ctx, library, &name, true))
+    }
+
+    fn kernel_get_function(&mut self, ctx: u64, kernel: u64) -> Outcome {
+        reply(modules::kernel_function(self, ctx, kernel))
+    }
+
+    fn func_get_attribute(&mut self, ctx: u64, func: u64, attrib: i32) -> Outcome {
+        reply(modules::func_attr(self, ctx, func, attrib))
+    }
+
+    fn func_set_attribute(&mut self, ctx: u64, func: u64, attrib: i32, value: i32) -> Outcome {
+        reply(modules::func_set(self, ctx, func, |b, c, f| {
             b.func_set_attribute(c, f, attrib, value)
-        })),
-        E::FuncSetCacheConfig { ctx, func, config } => {
-            reply(modules::func_set(s, ctx, func, |b, c, f| {
-                b.func_set_cache_config(c, f, config)
-            }))
-        }
-        E::KernelGetAttribute {
-            kernel,
-            attrib,
-            dev,
-        } => reply(modules::kernel_attr(s, kernel, dev, |b, k| {
+        }))
+    }
+
+    fn func_set_cache_config(&mut self, ctx: u64, func: u64, config: u32) -> Outcome {
+        reply(modules::func_set(self, ctx, func, |b, c, f| {
+            b.func_set_cache_config(c, f, config)
+        }))
+    }
+
+    fn kernel_get_attribute(&mut self, kernel: u64, attrib: i32, dev: i32) -> Outcome {
+        reply(modules::kernel_attr(self, kernel, dev, |b, k| {
             b.kernel_get_attribute(k, attrib, dev)
                 .map(tf_protocol::exec_msgs::IntReply)
-        })),
-        E::KernelSetAttribute {
-            kernel,
-            attrib,
-            value,
-            dev,
-        } => reply(modules::kernel_attr(s, kernel, dev, |b, k| {
+        }))
+    }
+
+    fn kernel_set_attribute(&mut self, kernel: u64, attrib: i32, value: i32, dev: i32) -> Outcome {
+        reply(modules::kernel_attr(self, kernel, dev, |b, k| {
             b.kernel_set_attribute(k, attrib, value, dev)
-        })),
-        E::Occupancy { ctx, func, query } => reply(modules::occupancy(s, ctx, func, query)),
-        E::Launch(l) => reply(streams::launch(s, l)),
-        E::MemsetAsync(m) => reply(streams::memset(s, m)),
-        other => streams::dispatch(s, other),
+        }))
+    }
+
+    fn occupancy(&mut self, ctx: u64, func: u64, query: Occupancy) -> Outcome {
+        reply(modules::occupancy(self, ctx, func, query))
+    }
+
+    fn launch(&mut self, launch: Launch<'_>) -> Outcome {
+        reply(streams::launch(self, launch))
+    }
+
+    fn stream_create(
+        &mut self,
+        ctx: u64,
+        stream: u64,
+        flags: u32,
+        priority: Option<i32>,
+    ) -> Outcome {
+        reply(streams::stream_create(self, ctx, stream, flags, priority))
+    }
+
+    fn stream_destroy(&mut self, stream: u64) -> Outcome {
+        reply(streams::stream_destroy(self, stream))
+    }
+
+    fn stream_synchronize(&mut self, ctx: u64, stream: u64) -> Outcome {
+        reply(streams::stream_synchronize(self, ctx, stream))
+    }
+
+    fn stream_query(&mut self, ctx: u64, stream: u64) -> Outcome {
+        reply(streams::stream_query(self, ctx, stream))
+    }
+
+    fn stream_wait_event(&mut self, ctx: u64, stream: u64, event: u64, flags: u32) -> Outcome {
+        reply(streams::stream_wait_event(self, ctx, stream, event, flags))
+    }
+
+    fn stream_get_priority(&mut self, ctx: u64, stream: u64) -> Outcome {
+        reply(streams::stream_get_priority(self, ctx, stream))
+    }
+
+    fn event_create(&mut self, ctx: u64, event: u64, flags: u32) -> Outcome {
+        reply(streams::event_create(self, ctx, event, flags))
+    }
+
+    fn event_record(&mut self, ctx: u64, event: u64, stream: u64, flags: Option<u32>) -> Outcome {
+        reply(streams::event_record(self, ctx, event, stream, flags))
+    }
+
+    fn event_synchronize(&mut self, event: u64) -> Outcome {
+        reply(streams::event_synchronize(self, event))
+    }
+
+    fn event_query(&mut self, event: u64) -> Outcome {
+        reply(streams::event_query(self, event))
+    }
+
+    fn event_elapsed_time(&mut self, start: u64, end: u64) -> Outcome {
+        reply(streams::event_elapsed(self, start, end))
+    }
+
+    fn event_destroy(&mut self, event: u64) -> Outcome {
+        reply(streams::event_destroy(self, event))
+    }
+
+    fn memset_async(&mut self, memset: Memset) -> Outcome {
+        reply(streams::memset(self, memset))
     }
 }

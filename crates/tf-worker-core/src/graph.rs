@@ -22,8 +22,8 @@ use tf_protocol::graph_msgs::{handle, GraphRequest};
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
-use crate::exec::{reply, resolve_stream};
-use crate::session::{Outcome, Session};
+use crate::exec::resolve_stream;
+use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
 
 fn unsupported<T>() -> BResult<T> {

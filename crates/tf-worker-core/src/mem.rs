@@ -25,8 +25,8 @@ use tf_protocol::mem_msgs::{Copy2D, Pitched, ValueOp, BATCH_OP_SIZE};
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
-use crate::exec::{reply, resolve_stream};
-use crate::session::{Outcome, Session};
+use crate::exec::resolve_stream;
+use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
 
 fn unsupported<T>() -> BResult<T> {

@@ -2,18 +2,19 @@
 //!
 //! Domain module of the worker: the backend methods this domain needs (with
 //! `NOT_SUPPORTED` defaults so backends grow one method at a time), the
-//! per-session state it keeps, and the dispatch of its requests.
+//! per-session state it keeps, and its requests (the generated
+//! `NvmlCalls` trait).
 //!
 //! Device indices are CUDA ordinals everywhere: a backend answers NVML
 //! questions about the device that CUDA numbers `index`, so that a client
 //! sees one order in both APIs whatever order the host's NVML uses.
 
-use tf_protocol::encode_reply;
-use tf_protocol::nvml_msgs::{static_queries, NvmlAnswer, NvmlDeviceFacts, NvmlRequest, Query};
+use tf_protocol::nvml_msgs::{static_queries, NvmlAnswer, NvmlDeviceFacts, Query};
 use tf_protocol::status::nvml;
 
 use crate::backend::{BResult, BackendCtx};
-use crate::session::{Outcome, Session};
+use crate::calls::NvmlCalls;
+use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
 
 /// What this domain needs from a backend.
@@ -40,38 +41,34 @@ impl NvmlState {
     pub fn cleanup(&mut self, _worker: &Worker) {}
 }
 
-pub(crate) fn dispatch(s: &mut Session, r: NvmlRequest<'_>) -> Outcome {
-    let reply = |r: BResult<_>| match r {
-        Ok(body) => Outcome::Reply(encode_reply(0, Some(&body))),
-        Err(status) => Outcome::Reply(encode_reply::<NvmlAnswer>(status, None)),
-    };
-    match r {
-        NvmlRequest::DeviceFacts { index } => {
-            let b = s.worker.backend();
-            let facts = static_queries()
-                .into_iter()
-                .map(|(q, arg)| {
-                    (
-                        q.opcode(),
-                        arg,
-                        b.nvml_query(index, q, arg).map_err(nonzero),
-                    )
-                })
-                .collect();
-            Outcome::Reply(encode_reply(0, Some(&NvmlDeviceFacts { facts })))
+/// The NVML queries. The process list is answered here (the asking client's
+/// own process); every other query goes to the backend.
+impl NvmlCalls for Session {
+    fn nvml_device_facts(&mut self, index: u32) -> Outcome {
+        let b = self.worker.backend();
+        let facts = static_queries()
+            .into_iter()
+            .map(|(q, arg)| {
+                (
+                    q.opcode(),
+                    arg,
+                    b.nvml_query(index, q, arg).map_err(nonzero),
+                )
+            })
+            .collect();
+        reply(Ok(NvmlDeviceFacts { facts }))
+    }
+
+    fn nvml_query(&mut self, query: Query, index: u32, arg: u32) -> Outcome {
+        if query == Query::ComputeProcesses {
+            return reply(Ok(own_processes(self, index)));
         }
-        NvmlRequest::Query {
-            query: Query::ComputeProcesses,
-            index,
-            ..
-        } => reply(Ok(own_processes(s, index))),
-        NvmlRequest::Query { query, index, arg } => reply(
-            s.worker
+        reply(
+            self.worker
                 .backend()
                 .nvml_query(index, query, arg)
                 .map_err(nonzero),
-        ),
-        NvmlRequest::_Bulk(never, _) => match never {},
+        )
     }
 }
 

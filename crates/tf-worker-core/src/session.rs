@@ -7,26 +7,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tf_protocol::exec_msgs::handle::is_default_stream;
+use tf_protocol::graph_msgs::GraphRequest;
+use tf_protocol::mem_msgs::MemRequest;
 use tf_protocol::status::{cu, nvml};
 use tf_protocol::{
-    caps, encode_reply, Body, FrameHeader, HelloAck, InitReply, ProtocolError, Request,
+    caps, encode_reply, Body, FrameHeader, Hello, HelloAck, InitReply, ProtocolError, Request,
 };
 
 use crate::backend::{BackendCtx, Status};
+use crate::calls::CoreCalls;
 use crate::worker::Worker;
 
 /// Client-visible context ids: a tag in the high bits so a stray integer is
 /// never mistaken for one, the device ordinal + 1 in the low bits.
 const CTX_TAG: u64 = 0x7C7C_0000_0000_0000;
-
-/// The API name of an opcode, for log spans.
-fn opcode_name(opcode: u32) -> &'static str {
-    match tf_api::remoted_by_opcode(opcode) {
-        Some((i, tf_api::Api::Cuda, ..)) => tf_api::CUDA_NAMES[*i],
-        Some((i, tf_api::Api::Nvml, ..)) => tf_api::NVML_NAMES[*i],
-        None => "control",
-    }
-}
 
 pub fn ctx_handle(dev: i32) -> u64 {
     CTX_TAG | (dev as u32 as u64 + 1)
@@ -105,11 +99,12 @@ impl Session {
             ));
             return Outcome::Close;
         }
-        let name = opcode_name(header.opcode);
+        // The call with its arguments (`cuMemAlloc_v2(ctx=0x7c7c…, size=4096)`),
+        // formatted only when debug logging is on.
         let _span =
-            tracing::debug_span!("call", session = self.id, op = name, bytes = payload.len())
+            tracing::debug_span!("call", session = self.id, call = %req, bytes = payload.len())
                 .entered();
-        let out = self.dispatch(req);
+        let out = crate::calls::route(self, req);
         if let Outcome::Reply(ref p) = out {
             // Failures are what one reads a debug log for.
             if p.len() >= 4 && p[..4] != [0; 4] {
@@ -219,184 +214,6 @@ impl Session {
         }
     }
 
-    fn dispatch(&mut self, req: Request<'_>) -> Outcome {
-        fn reply<B: Body>(r: Result<B, Status>) -> Outcome {
-            match r {
-                Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
-                Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
-            }
-        }
-        let w = Arc::clone(&self.worker);
-        let b = w.backend();
-        match req {
-            Request::Hello(h) => {
-                self.hello_done = true;
-                self.nvml.client_pid = h.pid;
-                tracing::info!(session = self.id, peer = %self.peer, pid = h.pid, program = %h.program,
-                    connection_id = %h.connection_id, "client connected");
-                reply(b.driver_version().map(|driver_version| HelloAck {
-                    capabilities: caps::ALL & h.capabilities,
-                    session_id: self.id,
-                    worker_version: format!("tensor-fusion-worker {}", env!("CARGO_PKG_VERSION")),
-                    driver_version,
-                }))
-            }
-            Request::Goodbye => Outcome::Close,
-            Request::Ping => reply(self.take_deferred()),
-            Request::Init { flags } => {
-                let r = (|| {
-                    if flags != 0 {
-                        return Err(cu::INVALID_VALUE);
-                    }
-                    let devices = w.devices()?;
-                    self.devices = devices.len();
-                    Ok(InitReply {
-                        driver_version: b.driver_version()?,
-                        devices,
-                    })
-                })();
-                reply(r)
-            }
-            Request::PrimaryCtxRetain { dev } => reply(self.retain(dev)),
-            Request::PrimaryCtxRelease { dev } => reply(self.release(dev)),
-            Request::PrimaryCtxGetState { dev } => reply((|| {
-                self.check_dev(dev)?;
-                let (flags, active) = b.primary_ctx_state(dev)?;
-                // The client sees its own view: active while it holds a retain.
-                let mine = self.retained.get(&dev).copied().unwrap_or(0) > 0;
-                Ok((flags, i32::from(mine && active)))
-            })()),
-            Request::CtxSynchronize { ctx } => reply((|| {
-                let c = self.ctx(ctx)?;
-                b.ctx_synchronize(c)?;
-                self.take_deferred()
-            })()),
-            Request::MemAlloc { ctx, size } => reply((|| {
-                self.take_deferred()?;
-                let c = self.ctx(ctx)?;
-                if size == 0 {
-                    return Err(cu::INVALID_VALUE);
-                }
-                let ptr = w.alloc(c, size)?;
-                self.allocs.insert(ptr, (size, c));
-                Ok(ptr)
-            })()),
-            Request::MemFree { ctx, ptr } => reply((|| {
-                self.take_deferred()?;
-                self.ctx(ctx)?;
-                if !self.allocs.contains_key(&ptr) {
-                    // cuMemFree also frees stream-ordered (pool) allocations.
-                    return crate::mem::free_pool_alloc_now(self, ptr);
-                }
-                let (size, c) = self.allocs.get(&ptr).copied().ok_or(cu::INVALID_VALUE)?;
-                w.free(c, ptr, size)?;
-                self.allocs.remove(&ptr);
-                Ok(())
-            })()),
-            Request::MemGetInfo { ctx } => reply((|| {
-                let c = self.ctx(ctx)?;
-                w.mem_get_info(c)
-            })()),
-            // Copies on streams the client created run in stream order (exec).
-            Request::MemcpyHtoD {
-                ctx,
-                stream: Some(st),
-                dst,
-                data,
-            } if !is_default_stream(st) => crate::exec::memcpy_htod_async(self, ctx, st, dst, data),
-            Request::MemcpyDtoH {
-                ctx,
-                stream: Some(st),
-                src,
-                size,
-            } if !is_default_stream(st) => crate::exec::memcpy_dtoh_async(self, ctx, st, src, size),
-            Request::MemcpyDtoD {
-                ctx,
-                stream: Some(st),
-                dst,
-                src,
-                size,
-            } if !is_default_stream(st) => {
-                crate::exec::memcpy_dtod_async(self, ctx, st, dst, src, size)
-            }
-            Request::MemcpyHtoD { ctx, dst, data, .. } => reply((|| {
-                let c = self.ctx(ctx)?;
-                self.check_range(dst, data.len() as u64)?;
-                b.memcpy_htod(c, dst, data)
-            })()),
-            Request::MemcpyDtoH { ctx, src, size, .. } => {
-                let r = (|| {
-                    self.take_deferred()?;
-                    let c = self.ctx(ctx)?;
-                    self.check_range(src, size)?;
-                    if size > tf_protocol::MAX_PAYLOAD as u64 - 4 {
-                        return Err(cu::INVALID_VALUE);
-                    }
-                    Ok(c)
-                })();
-                match r {
-                    // The copy itself runs when the reply is sent, straight
-                    // into the transport's buffer (see `serve_connection`).
-                    Ok(c) => Outcome::DeviceToHost {
-                        ctx: c,
-                        src,
-                        size: size as usize,
-                    },
-                    Err(s) => Outcome::Reply(encode_reply::<()>(s, None)),
-                }
-            }
-            Request::MemcpyDtoD {
-                ctx,
-                dst,
-                src,
-                size,
-                ..
-            } => reply((|| {
-                let c = self.ctx(ctx)?;
-                self.check_range(dst, size)?;
-                self.check_range(src, size)?;
-                b.memcpy_dtod(c, dst, src, size)
-            })()),
-            Request::MemsetD8 {
-                ctx,
-                dst,
-                value,
-                count,
-            } => reply((|| {
-                let c = self.ctx(ctx)?;
-                self.check_range(dst, count)?;
-                b.memset_d8(c, dst, value, count)
-            })()),
-            Request::MemsetD32 {
-                ctx,
-                dst,
-                value,
-                count,
-            } => reply((|| {
-                let c = self.ctx(ctx)?;
-                if dst % 4 != 0 {
-                    return Err(cu::INVALID_VALUE);
-                }
-                self.check_range(dst, count.checked_mul(4).ok_or(cu::INVALID_VALUE)?)?;
-                b.memset_d32(c, dst, value, count)
-            })()),
-            Request::NvmlInit => reply(w.nvml_init()),
-            Request::NvmlShutdown => reply::<()>(Ok(())),
-            Request::Nvml(r) => crate::nvml::dispatch(self, r),
-            Request::Ctx(r) => crate::ctx::dispatch(self, r),
-            Request::Exec(r) => crate::exec::dispatch(self, r),
-            Request::Mem(r) => crate::mem::dispatch(self, r),
-            Request::Graph(r) => crate::graph::dispatch(self, r),
-            Request::NvmlMemoryInfo { index } => reply((|| {
-                let (phys_total, phys_free, _used) =
-                    b.nvml_memory(index)
-                        .map_err(|s| if s == 0 { nvml::UNKNOWN } else { s })?;
-                let mine = self.allocs.values().map(|(size, _)| size).sum();
-                Ok(w.nvml_view(phys_total, phys_free, mine))
-            })()),
-        }
-    }
-
     pub(crate) fn check_dev(&self, dev: i32) -> Result<(), Status> {
         if dev < 0 || dev as usize >= self.devices {
             return Err(cu::INVALID_DEVICE);
@@ -421,6 +238,223 @@ impl Session {
             }
             _ => Err(cu::INVALID_CONTEXT),
         }
+    }
+}
+
+/// A reply with a body, or the error status alone.
+pub(crate) fn reply<B: Body>(r: Result<B, Status>) -> Outcome {
+    match r {
+        Ok(b) => Outcome::Reply(encode_reply(0, Some(&b))),
+        Err(s) => Outcome::Reply(encode_reply::<B>(s, None)),
+    }
+}
+
+/// The core requests: handshake, devices, primary contexts, memory, NVML
+/// start-up. The other domains are implemented in their modules.
+impl CoreCalls for Session {
+    fn hello(&mut self, h: Hello) -> Outcome {
+        self.hello_done = true;
+        self.nvml.client_pid = h.pid;
+        tracing::info!(session = self.id, peer = %self.peer, pid = h.pid, program = %h.program,
+            connection_id = %h.connection_id, "client connected");
+        reply(
+            self.worker
+                .backend()
+                .driver_version()
+                .map(|driver_version| HelloAck {
+                    capabilities: caps::ALL & h.capabilities,
+                    session_id: self.id,
+                    worker_version: format!("tensor-fusion-worker {}", env!("CARGO_PKG_VERSION")),
+                    driver_version,
+                }),
+        )
+    }
+
+    fn goodbye(&mut self) -> Outcome {
+        Outcome::Close
+    }
+
+    fn ping(&mut self) -> Outcome {
+        reply(self.take_deferred())
+    }
+
+    fn init(&mut self, flags: u32) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            if flags != 0 {
+                return Err(cu::INVALID_VALUE);
+            }
+            let devices = w.devices()?;
+            self.devices = devices.len();
+            Ok(InitReply {
+                driver_version: w.backend().driver_version()?,
+                devices,
+            })
+        })())
+    }
+
+    fn primary_ctx_retain(&mut self, dev: i32) -> Outcome {
+        reply(self.retain(dev))
+    }
+
+    fn primary_ctx_release(&mut self, dev: i32) -> Outcome {
+        reply(self.release(dev))
+    }
+
+    fn primary_ctx_get_state(&mut self, dev: i32) -> Outcome {
+        reply((|| {
+            self.check_dev(dev)?;
+            let (flags, active) = self.worker.backend().primary_ctx_state(dev)?;
+            // The client sees its own view: active while it holds a retain.
+            let mine = self.retained.get(&dev).copied().unwrap_or(0) > 0;
+            Ok((flags, i32::from(mine && active)))
+        })())
+    }
+
+    fn ctx_synchronize(&mut self, ctx: u64) -> Outcome {
+        reply((|| {
+            let c = self.ctx(ctx)?;
+            self.worker.backend().ctx_synchronize(c)?;
+            self.take_deferred()
+        })())
+    }
+
+    fn mem_alloc(&mut self, ctx: u64, size: u64) -> Outcome {
+        reply((|| {
+            self.take_deferred()?;
+            let c = self.ctx(ctx)?;
+            if size == 0 {
+                return Err(cu::INVALID_VALUE);
+            }
+            let ptr = self.worker.alloc(c, size)?;
+            self.allocs.insert(ptr, (size, c));
+            Ok(ptr)
+        })())
+    }
+
+    fn mem_free(&mut self, ctx: u64, ptr: u64) -> Outcome {
+        reply((|| {
+            self.take_deferred()?;
+            self.ctx(ctx)?;
+            if !self.allocs.contains_key(&ptr) {
+                // cuMemFree also frees stream-ordered (pool) allocations.
+                return crate::mem::free_pool_alloc_now(self, ptr);
+            }
+            let (size, c) = self.allocs.get(&ptr).copied().ok_or(cu::INVALID_VALUE)?;
+            self.worker.free(c, ptr, size)?;
+            self.allocs.remove(&ptr);
+            Ok(())
+        })())
+    }
+
+    fn mem_get_info(&mut self, ctx: u64) -> Outcome {
+        reply((|| {
+            let c = self.ctx(ctx)?;
+            self.worker.mem_get_info(c)
+        })())
+    }
+
+    fn memcpy_htod(&mut self, ctx: u64, stream: Option<u64>, dst: u64, data: &[u8]) -> Outcome {
+        // Copies on streams the client created run in stream order (exec).
+        if let Some(st) = stream.filter(|s| !is_default_stream(*s)) {
+            return crate::exec::memcpy_htod_async(self, ctx, st, dst, data);
+        }
+        reply((|| {
+            let c = self.ctx(ctx)?;
+            self.check_range(dst, data.len() as u64)?;
+            self.worker.backend().memcpy_htod(c, dst, data)
+        })())
+    }
+
+    fn memcpy_dtoh(&mut self, ctx: u64, stream: Option<u64>, src: u64, size: u64) -> Outcome {
+        if let Some(st) = stream.filter(|s| !is_default_stream(*s)) {
+            return crate::exec::memcpy_dtoh_async(self, ctx, st, src, size);
+        }
+        let r = (|| {
+            self.take_deferred()?;
+            let c = self.ctx(ctx)?;
+            self.check_range(src, size)?;
+            if size > tf_protocol::MAX_PAYLOAD as u64 - 4 {
+                return Err(cu::INVALID_VALUE);
+            }
+            Ok(c)
+        })();
+        match r {
+            // The copy itself runs when the reply is sent, straight
+            // into the transport's buffer (see `serve_connection`).
+            Ok(c) => Outcome::DeviceToHost {
+                ctx: c,
+                src,
+                size: size as usize,
+            },
+            Err(s) => Outcome::Reply(encode_reply::<()>(s, None)),
+        }
+    }
+
+    fn memcpy_dtod(
+        &mut self,
+        ctx: u64,
+        stream: Option<u64>,
+        dst: u64,
+        src: u64,
+        size: u64,
+    ) -> Outcome {
+        if let Some(st) = stream.filter(|s| !is_default_stream(*s)) {
+            return crate::exec::memcpy_dtod_async(self, ctx, st, dst, src, size);
+        }
+        reply((|| {
+            let c = self.ctx(ctx)?;
+            self.check_range(dst, size)?;
+            self.check_range(src, size)?;
+            self.worker.backend().memcpy_dtod(c, dst, src, size)
+        })())
+    }
+
+    fn memset_d8(&mut self, ctx: u64, dst: u64, value: u8, count: u64) -> Outcome {
+        reply((|| {
+            let c = self.ctx(ctx)?;
+            self.check_range(dst, count)?;
+            self.worker.backend().memset_d8(c, dst, value, count)
+        })())
+    }
+
+    fn memset_d32(&mut self, ctx: u64, dst: u64, value: u32, count: u64) -> Outcome {
+        reply((|| {
+            let c = self.ctx(ctx)?;
+            if !dst.is_multiple_of(4) {
+                return Err(cu::INVALID_VALUE);
+            }
+            self.check_range(dst, count.checked_mul(4).ok_or(cu::INVALID_VALUE)?)?;
+            self.worker.backend().memset_d32(c, dst, value, count)
+        })())
+    }
+
+    fn nvml_init(&mut self) -> Outcome {
+        reply(self.worker.nvml_init())
+    }
+
+    fn nvml_shutdown(&mut self) -> Outcome {
+        reply::<()>(Ok(()))
+    }
+
+    fn nvml_memory_info(&mut self, index: u32) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let (phys_total, phys_free, _used) =
+                w.backend()
+                    .nvml_memory(index)
+                    .map_err(|s| if s == 0 { nvml::UNKNOWN } else { s })?;
+            let mine = self.allocs.values().map(|(size, _)| size).sum();
+            Ok(w.nvml_view(phys_total, phys_free, mine))
+        })())
+    }
+
+    fn mem(&mut self, r: MemRequest<'_>) -> Outcome {
+        crate::mem::dispatch(self, r)
+    }
+
+    fn graph(&mut self, r: GraphRequest) -> Outcome {
+        crate::graph::dispatch(self, r)
     }
 }
 

@@ -1,10 +1,12 @@
 //! `cargo xtask codegen [--check]`: regenerates the API tables, the remoting
 //! annotations, the teleport stubs and the client libraries' export tables
 //! from the NVIDIA headers (fetched by `scripts/fetch-headers.sh`), the
-//! reference export lists and `codegen/remoted.txt`.
+//! reference export lists and `codegen/remoted.txt`; and the wire messages
+//! and the worker's dispatch from `codegen/messages.txt` (see `msgs`).
 
 mod emit;
 mod model;
+mod msgs;
 mod parse;
 mod procaddr;
 
@@ -23,6 +25,8 @@ const NVML_REFS: [&str; 2] = [
     "codegen/reference/libnvidia-ml-580.159.04.exports.txt",
 ];
 const REMOTED: &str = "codegen/remoted.txt";
+/// The wire messages and the worker's dispatch (see `msgs`).
+const MESSAGES: &str = "codegen/messages.txt";
 /// The cuGetProcAddress table data (see `procaddr`).
 const PROCADDR: &str = "codegen/procaddr.tsv";
 /// Headers whose `PFN_<name>_v<version>` typedefs give the provisional table.
@@ -160,6 +164,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
         .map(|p| Input::read(root, p))
         .collect::<Result<Vec<_>, _>>()?;
     let remoted_txt = Input::read(root, REMOTED)?;
+    let messages_txt = Input::read(root, MESSAGES)?;
     let procaddr_tsv = Input::read(root, PROCADDR).map_err(|Fail(e)| {
         Fail(format!(
             "{e}: run `cargo xtask procaddr derive` to create it"
@@ -192,7 +197,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
     let nvml_inputs: Vec<&Input> = std::iter::once(&nvml_h).chain(&nvml_refs).collect();
     let both: Vec<&Input> = cuda_inputs.iter().chain(&nvml_inputs).copied().collect();
 
-    let outputs: Vec<(&str, String)> = vec![
+    let mut outputs: Vec<(String, String)> = vec![
         (
             "crates/tf-api/src/generated/cuda.rs",
             emit::api_table(&stamps(&cuda_inputs), &cuda),
@@ -221,11 +226,22 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), Fail> {
             "crates/tf-api/src/generated/procaddr.rs",
             procaddr_source(&stamps(&[&procaddr_tsv]), &procaddr_tsv, &cuda)?,
         ),
-    ];
+    ]
+    .into_iter()
+    .map(|(p, s)| (p.to_string(), s))
+    .collect();
+    let remoted_names = remoted.iter().map(|r| r.name.clone()).collect();
+    let messages = msgs::generate(
+        &stamps(&[&messages_txt, &remoted_txt]),
+        &messages_txt.text,
+        &remoted_names,
+    )
+    .map_err(|errs| Fail(format!("{MESSAGES}:\n  {}", errs.join("\n  "))))?;
+    outputs.extend(messages);
 
     let mut stale = Vec::new();
-    for (path, src) in outputs {
-        let formatted = rustfmt(root, &src)?;
+    for (path, src) in &outputs {
+        let formatted = rustfmt(root, src)?;
         let target: PathBuf = root.join(path);
         let current = std::fs::read_to_string(&target).ok();
         if current.as_deref() == Some(formatted.as_str()) {

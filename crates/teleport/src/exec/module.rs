@@ -165,8 +165,8 @@ fn send_load<'a>(
     load.tail = last;
     let want = load.want_log;
     let req = Request::Exec(match library {
-        Some(l) => ExecRequest::LibraryLoad(l, load),
-        None => ExecRequest::ModuleLoad(api, load),
+        Some(api) => ExecRequest::LibraryLoad { api, load },
+        None => ExecRequest::ModuleLoad { api, load },
     });
     if want {
         c.call::<LoadReply>(&req).map(Some)

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_float, c_int, c_uint, c_ushort, c_void};
 
-use tf_protocol::exec_msgs::{handle, Elapsed, ExecRequest, IntReply, Memset};
+use tf_protocol::exec_msgs::{handle, Elapsed, ExecRequest, IntReply, Memset, MemsetOp};
 use tf_protocol::status::cu;
 use tf_protocol::Request;
 
@@ -422,28 +422,27 @@ fn memset(mut m: Memset, s: Handle, per_thread: bool) -> Result<(), CUresult> {
     session()?.enqueue(&Request::Exec(ExecRequest::MemsetAsync(m)))
 }
 
-fn shape(dst: u64, pitch: u64, value: u32, elem: u8, width: u64, height: Option<u64>) -> Memset {
+fn shape(dst: u64, pitch: u64, value: u32, width: u64, op: MemsetOp) -> Memset {
     Memset {
         ctx: 0,
         stream: 0,
         dst,
         pitch,
         value,
-        elem,
         width,
-        height,
+        op,
     }
 }
 
 macro_rules! memset_1d {
-    ($name:ident, $t:ty, $elem:expr, $pt:expr) => {
+    ($name:ident, $t:ty, $op:ident, $pt:expr) => {
         unsafe extern "C" fn $name(dst: u64, v: $t, n: usize, s: Handle) -> CUresult {
-            guard(|| memset(shape(dst, 0, u32::from(v), $elem, n as u64, None), s, $pt))
+            guard(|| memset(shape(dst, 0, u32::from(v), n as u64, MemsetOp::$op), s, $pt))
         }
     };
 }
 macro_rules! memset_2d {
-    ($name:ident, $t:ty, $elem:expr, $pt:expr) => {
+    ($name:ident, $t:ty, $op:ident, $pt:expr) => {
         unsafe extern "C" fn $name(
             dst: u64,
             pitch: usize,
@@ -452,13 +451,13 @@ macro_rules! memset_2d {
             h: usize,
             s: Handle,
         ) -> CUresult {
+            let height = h as u64;
             let m = shape(
                 dst,
                 pitch as u64,
                 u32::from(v),
-                $elem,
                 w as u64,
-                Some(h as u64),
+                MemsetOp::$op { height },
             );
             guard(|| memset(m, s, $pt))
         }
@@ -495,18 +494,18 @@ memset_sync!(
 );
 memset_sync!(cu_memset_d2d32_ptds, cu_memset_d2d32_async_ptsz, c_uint, 2d);
 
-memset_1d!(cu_memset_d8_async, u8, 1, false);
-memset_1d!(cu_memset_d16_async, c_ushort, 2, false);
-memset_1d!(cu_memset_d32_async, c_uint, 4, false);
-memset_1d!(cu_memset_d8_async_ptsz, u8, 1, true);
-memset_1d!(cu_memset_d16_async_ptsz, c_ushort, 2, true);
-memset_1d!(cu_memset_d32_async_ptsz, c_uint, 4, true);
-memset_2d!(cu_memset_d2d8_async, u8, 1, false);
-memset_2d!(cu_memset_d2d16_async, c_ushort, 2, false);
-memset_2d!(cu_memset_d2d32_async, c_uint, 4, false);
-memset_2d!(cu_memset_d2d8_async_ptsz, u8, 1, true);
-memset_2d!(cu_memset_d2d16_async_ptsz, c_ushort, 2, true);
-memset_2d!(cu_memset_d2d32_async_ptsz, c_uint, 4, true);
+memset_1d!(cu_memset_d8_async, u8, D8, false);
+memset_1d!(cu_memset_d16_async, c_ushort, D16, false);
+memset_1d!(cu_memset_d32_async, c_uint, D32, false);
+memset_1d!(cu_memset_d8_async_ptsz, u8, D8, true);
+memset_1d!(cu_memset_d16_async_ptsz, c_ushort, D16, true);
+memset_1d!(cu_memset_d32_async_ptsz, c_uint, D32, true);
+memset_2d!(cu_memset_d2d8_async, u8, D2D8, false);
+memset_2d!(cu_memset_d2d16_async, c_ushort, D2D16, false);
+memset_2d!(cu_memset_d2d32_async, c_uint, D2D32, false);
+memset_2d!(cu_memset_d2d8_async_ptsz, u8, D2D8, true);
+memset_2d!(cu_memset_d2d16_async_ptsz, c_ushort, D2D16, true);
+memset_2d!(cu_memset_d2d32_async_ptsz, c_uint, D2D32, true);
 
 /// `NULL` in a `_ptsz` entry point is the per-thread default stream.
 fn ptsz(s: Handle) -> Handle {

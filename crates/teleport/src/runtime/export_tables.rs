@@ -33,7 +33,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use tf_protocol::ctx_msgs::{CtxRequest, ExportTableQuery};
+use tf_protocol::ctx_msgs::CtxRequest;
 use tf_protocol::status::cu;
 use tf_protocol::Request;
 
@@ -352,9 +352,8 @@ fn unknown_table(guid: &[u8; 16]) -> Result<&'static [usize], u32> {
         return TABLES[id].get().map(|t| &t[..]).ok_or(cu::UNKNOWN);
     }
     let r = (|| {
-        let (size, lo, hi) = session()?.call::<(u64, u64, u64)>(&Request::Ctx(
-            CtxRequest::ExportTable(ExportTableQuery::Size { guid }),
-        ))?;
+        let (size, lo, hi) = session()?
+            .call::<(u64, u64, u64)>(&Request::Ctx(CtxRequest::ExportTableSize { guid: *guid }))?;
         let nulls = u128::from(lo) | (u128::from(hi) << 64);
         let id = KNOWN_COUNT + d.iter().filter(|(_, r)| r.is_ok()).count();
         if id >= POOL {

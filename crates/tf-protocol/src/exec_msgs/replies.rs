@@ -22,7 +22,7 @@ impl Body for FunctionReply {
             Some(l) => {
                 w.u8(1).u32(l.len() as u32);
                 for p in l {
-                    w.u32(p.offset).u32(p.size);
+                    p.put(w);
                 }
             }
         }
@@ -34,12 +34,7 @@ impl Body for FunctionReply {
             1 => {
                 let n = count(r, MAX_PARAMS, "layout")?;
                 let l = (0..n)
-                    .map(|_| {
-                        Ok(ParamSlot {
-                            offset: r.u32()?,
-                            size: r.u32()?,
-                        })
-                    })
+                    .map(|_| ParamSlot::get(r))
                     .collect::<Result<Vec<_>, ProtocolError>>()?;
                 Some(l)
             }

@@ -1,11 +1,7 @@
 //! Streams, events, launches, asynchronous memsets and copies.
 
-use std::sync::Arc;
-
 use tf_protocol::encode_reply;
-use tf_protocol::exec_msgs::{
-    handle, layout_size, Elapsed, ExecRequest, IntReply, Launch, Memset, Shape,
-};
+use tf_protocol::exec_msgs::{handle, layout_size, Elapsed, IntReply, Launch, Memset, Shape};
 use tf_protocol::status::cu;
 
 use super::{reply, Event, Stream};
@@ -92,12 +88,13 @@ pub(super) fn launch(s: &mut Session, l: Launch<'_>) -> Result<(), Status> {
 
 pub(super) fn memset(s: &mut Session, m: Memset) -> Result<(), Status> {
     let (c, stream) = resolve_stream(s, m.ctx, m.stream, None)?;
-    let elem = u64::from(m.elem);
-    if !matches!(m.elem, 1 | 2 | 4) || !m.dst.is_multiple_of(elem) {
+    // 1, 2 or 4: the opcode chose it.
+    let elem = u64::from(m.op.elem());
+    if !m.dst.is_multiple_of(elem) {
         return Err(cu::INVALID_VALUE);
     }
     let row = m.width.checked_mul(elem).ok_or(cu::INVALID_VALUE)?;
-    let extent = match m.height {
+    let extent = match m.op.height() {
         None => row,
         Some(0) => 0,
         Some(h) => {
@@ -189,96 +186,104 @@ fn ready(done: bool) -> Result<(), Status> {
     }
 }
 
-pub(super) fn dispatch(s: &mut Session, r: ExecRequest<'_>) -> Outcome {
-    use ExecRequest as E;
-    let w = Arc::clone(&s.worker);
-    let b = w.backend();
-    match r {
-        E::StreamCreate {
-            ctx,
-            stream,
-            flags,
-            priority,
-        } => reply((|| {
-            if !handle::is(handle::STREAM, stream) || s.exec.streams.contains_key(&stream) {
-                return Err(cu::INVALID_HANDLE);
-            }
-            let c = s.ctx(ctx)?;
-            let real = b.stream_create(c, flags, priority)?;
-            s.exec.streams.insert(stream, Stream { ctx: c, real });
-            Ok(())
-        })()),
-        E::StreamDestroy { stream } => reply((|| {
-            let st = s.exec.streams.remove(&stream).ok_or(cu::INVALID_HANDLE)?;
-            b.stream_destroy(st.ctx, st.real)
-        })()),
-        E::StreamSynchronize { ctx, stream } => reply((|| {
-            let (c, real) = resolve_stream(s, ctx, stream, None)?;
-            b.stream_synchronize(c, real)?;
-            s.take_deferred()
-        })()),
-        E::StreamQuery { ctx, stream } => reply((|| {
-            s.take_deferred()?;
-            let (c, real) = resolve_stream(s, ctx, stream, None)?;
-            ready(b.stream_query(c, real)?)
-        })()),
-        E::StreamWaitEvent {
-            ctx,
-            stream,
-            event: e,
-            flags,
-        } => reply((|| {
-            let (ectx, ereal) = event(s, e)?;
-            let (c, real) = resolve_stream(s, ctx, stream, Some(ectx))?;
-            b.stream_wait_event(c, real, ereal, flags)
-        })()),
-        E::StreamGetPriority { ctx, stream } => reply((|| {
-            let (c, real) = resolve_stream(s, ctx, stream, None)?;
-            b.stream_get_priority(c, real).map(IntReply)
-        })()),
-        E::EventCreate {
-            ctx,
-            event: e,
-            flags,
-        } => reply((|| {
-            if !handle::is(handle::EVENT, e) || s.exec.events.contains_key(&e) {
-                return Err(cu::INVALID_HANDLE);
-            }
-            let c = s.ctx(ctx)?;
-            let real = b.event_create(c, flags)?;
-            s.exec.events.insert(e, Event { ctx: c, real });
-            Ok(())
-        })()),
-        E::EventRecord {
-            ctx,
-            event: e,
-            stream,
-            flags,
-        } => reply((|| {
-            let (ectx, ereal) = event(s, e)?;
-            let (_, real) = resolve_stream(s, ctx, stream, Some(ectx))?;
-            b.event_record(ectx, ereal, real, flags)
-        })()),
-        E::EventSynchronize { event: e } => reply((|| {
-            let (c, real) = event(s, e)?;
-            b.event_synchronize(c, real)?;
-            s.take_deferred()
-        })()),
-        E::EventQuery { event: e } => reply((|| {
-            s.take_deferred()?;
-            let (c, real) = event(s, e)?;
-            ready(b.event_query(c, real)?)
-        })()),
-        E::EventElapsedTime { start, end } => reply((|| {
-            let (c, a) = event(s, start)?;
-            let (_, z) = event(s, end)?;
-            b.event_elapsed(c, a, z).map(Elapsed)
-        })()),
-        E::EventDestroy { event: e } => reply((|| {
-            let ev = s.exec.events.remove(&e).ok_or(cu::INVALID_HANDLE)?;
-            b.event_destroy(ev.ctx, ev.real)
-        })()),
-        // The parent dispatches everything else.
-        _ => reply::<()>(Err(cu::NOT_SUPPORTED)),
+pub(super) fn stream_create(
+    s: &mut Session,
+    ctx: u64,
+    stream: u64,
+    flags: u32,
+    priority: Option<i32>,
+) -> Result<(), Status> {
+    if !handle::is(handle::STREAM, stream) || s.exec.streams.contains_key(&stream) {
+        return Err(cu::INVALID_HANDLE);
     }
+    let c = s.ctx(ctx)?;
+    let real = s.worker.backend().stream_create(c, flags, priority)?;
+    s.exec.streams.insert(stream, Stream { ctx: c, real });
+    Ok(())
+}
+
+pub(super) fn stream_destroy(s: &mut Session, stream: u64) -> Result<(), Status> {
+    let st = s.exec.streams.remove(&stream).ok_or(cu::INVALID_HANDLE)?;
+    s.worker.backend().stream_destroy(st.ctx, st.real)
+}
+
+pub(super) fn stream_synchronize(s: &mut Session, ctx: u64, stream: u64) -> Result<(), Status> {
+    let (c, real) = resolve_stream(s, ctx, stream, None)?;
+    s.worker.backend().stream_synchronize(c, real)?;
+    s.take_deferred()
+}
+
+pub(super) fn stream_query(s: &mut Session, ctx: u64, stream: u64) -> Result<(), Status> {
+    s.take_deferred()?;
+    let (c, real) = resolve_stream(s, ctx, stream, None)?;
+    ready(s.worker.backend().stream_query(c, real)?)
+}
+
+pub(super) fn stream_wait_event(
+    s: &mut Session,
+    ctx: u64,
+    stream: u64,
+    e: u64,
+    flags: u32,
+) -> Result<(), Status> {
+    let (ectx, ereal) = event(s, e)?;
+    let (c, real) = resolve_stream(s, ctx, stream, Some(ectx))?;
+    s.worker.backend().stream_wait_event(c, real, ereal, flags)
+}
+
+pub(super) fn stream_get_priority(
+    s: &mut Session,
+    ctx: u64,
+    stream: u64,
+) -> Result<IntReply, Status> {
+    let (c, real) = resolve_stream(s, ctx, stream, None)?;
+    s.worker
+        .backend()
+        .stream_get_priority(c, real)
+        .map(IntReply)
+}
+
+pub(super) fn event_create(s: &mut Session, ctx: u64, e: u64, flags: u32) -> Result<(), Status> {
+    if !handle::is(handle::EVENT, e) || s.exec.events.contains_key(&e) {
+        return Err(cu::INVALID_HANDLE);
+    }
+    let c = s.ctx(ctx)?;
+    let real = s.worker.backend().event_create(c, flags)?;
+    s.exec.events.insert(e, Event { ctx: c, real });
+    Ok(())
+}
+
+pub(super) fn event_record(
+    s: &mut Session,
+    ctx: u64,
+    e: u64,
+    stream: u64,
+    flags: Option<u32>,
+) -> Result<(), Status> {
+    let (ectx, ereal) = event(s, e)?;
+    let (_, real) = resolve_stream(s, ctx, stream, Some(ectx))?;
+    s.worker.backend().event_record(ectx, ereal, real, flags)
+}
+
+pub(super) fn event_synchronize(s: &mut Session, e: u64) -> Result<(), Status> {
+    let (c, real) = event(s, e)?;
+    s.worker.backend().event_synchronize(c, real)?;
+    s.take_deferred()
+}
+
+pub(super) fn event_query(s: &mut Session, e: u64) -> Result<(), Status> {
+    s.take_deferred()?;
+    let (c, real) = event(s, e)?;
+    ready(s.worker.backend().event_query(c, real)?)
+}
+
+pub(super) fn event_elapsed(s: &mut Session, start: u64, end: u64) -> Result<Elapsed, Status> {
+    let (c, a) = event(s, start)?;
+    let (_, z) = event(s, end)?;
+    s.worker.backend().event_elapsed(c, a, z).map(Elapsed)
+}
+
+pub(super) fn event_destroy(s: &mut Session, e: u64) -> Result<(), Status> {
+    let ev = s.exec.events.remove(&e).ok_or(cu::INVALID_HANDLE)?;
+    s.worker.backend().event_destroy(ev.ctx, ev.real)
 }
