@@ -401,6 +401,12 @@ unsafe extern "C" fn cu_module_get_global(
                 if let Some(info) = write().modules.get_mut(&id) {
                     info.globals.insert(name, v);
                 }
+                // Device memory for unified-address copies and pointer queries.
+                crate::runtime::host_memory::device_allocated(
+                    crate::exec::ctx_or_zero()?,
+                    v.0,
+                    v.1,
+                );
                 v
             }
         };
@@ -647,6 +653,7 @@ unsafe extern "C" fn cu_library_get_global(
                 if let Some(info) = write().libraries.get_mut(&id) {
                     info.globals.insert(key, v);
                 }
+                crate::runtime::host_memory::device_allocated(ctx, v.0, v.1);
                 v
             }
         };
