@@ -1,7 +1,9 @@
 //! The remoted NVML: initialization, system facts, device handles and the
 //! device queries of `device`. What cannot change comes once and is cached:
 //! versions and device identities with `nvmlInit`, every other static fact
-//! of a device with its first use (one round trip per device). Readings
+//! of a device with its first use (one round trip per device), and the
+//! static answers too numerous for that (NvLink capabilities, one per link
+//! and capability) on their first use. Readings
 //! (memory, utilization, temperature, clocks, ...) are asked for on every
 //! call. A value the worker cannot provide is `NVML_ERROR_NOT_SUPPORTED`.
 //!
@@ -17,7 +19,7 @@ mod export_table;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use tf_protocol::nvml_msgs::{NvmlAnswer, NvmlDeviceFacts, NvmlRequest, Query};
 use tf_protocol::status::nvml as nv;
@@ -36,6 +38,25 @@ type Facts = HashMap<(u32, u32), Result<NvmlAnswer, NvmlReturn>>;
 pub struct NvmlDevice {
     pub index: u32,
     facts: OnceLock<Result<Facts, NvmlReturn>>,
+    /// Answers of [`CACHED_ON_USE`] queries, kept from their first answer.
+    cached: Mutex<Facts>,
+}
+
+/// Queries whose answers cannot change while the worker's driver is loaded
+/// but that are too many to fetch with the facts (NVML has up to 36 links
+/// and 6 capabilities): each `(query, arg)` is asked once, then answered
+/// from [`NvmlDevice::cached`].
+const CACHED_ON_USE: &[Query] = &[Query::NvLinkCapability];
+
+/// Is this answer of a [`CACHED_ON_USE`] query as lasting as the fact? A
+/// value, or a status about the device or the arguments (a link or
+/// capability that does not exist, a function the worker's NVML lacks);
+/// not a lost connection or any other passing failure.
+fn lasting(a: &Result<NvmlAnswer, NvmlReturn>) -> bool {
+    matches!(
+        a,
+        Ok(_) | Err(nv::NOT_SUPPORTED | nv::INVALID_ARGUMENT | nv::FUNCTION_NOT_FOUND)
+    )
 }
 
 struct Nvml {
@@ -119,18 +140,31 @@ fn facts(h: &NvmlDevice) -> Result<&Facts, NvmlReturn> {
 }
 
 /// The answer to `q` about a device: from the cached facts when it is one
-/// of them, else from the worker.
+/// of them, else from the worker (kept for next time for the
+/// [`CACHED_ON_USE`] queries).
 fn answer(h: &NvmlDevice, q: Query, arg: u32) -> Result<NvmlAnswer, NvmlReturn> {
+    let key = (q.opcode(), arg);
     if let Ok(f) = facts(h) {
-        if let Some(a) = f.get(&(q.opcode(), arg)) {
+        if let Some(a) = f.get(&key) {
             return a.clone();
         }
     }
-    ask(&Request::Nvml(NvmlRequest::Query {
+    let keep = CACHED_ON_USE.contains(&q);
+    let cached = || h.cached.lock().unwrap_or_else(|e| e.into_inner());
+    if keep {
+        if let Some(a) = cached().get(&key) {
+            return a.clone();
+        }
+    }
+    let a = ask(&Request::Nvml(NvmlRequest::Query {
         query: q,
         index: h.index,
         arg,
-    }))
+    }));
+    if keep && lasting(&a) {
+        cached().insert(key, a.clone());
+    }
+    a
 }
 
 /// The first `N` numbers of an answer; a shorter one is a worker bug.
@@ -214,6 +248,7 @@ pub(crate) unsafe extern "C" fn nvml_init() -> NvmlReturn {
                     .map(|index| NvmlDevice {
                         index,
                         facts: OnceLock::new(),
+                        cached: Mutex::new(Facts::new()),
                     })
                     .collect();
                 Ok(Nvml { info, handles })

@@ -15,7 +15,7 @@ use std::ffi::{c_char, c_int, c_uint, c_ulonglong, c_void, CString};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use tf_protocol::nvml_msgs::{NvmlAnswer, Query};
+use tf_protocol::nvml_msgs::{FieldId, FieldValue, NvmlAnswer, Query};
 use tf_protocol::status::nvml;
 use tf_protocol::{NvmlDeviceInfo, NvmlInitReply};
 use tf_worker_core::BResult;
@@ -66,6 +66,47 @@ struct NvmlUtilization {
     memory: c_uint,
 }
 
+/// `nvmlGpuFabricInfo_t` (`nvmlDeviceGetGpuFabricInfo`).
+#[repr(C)]
+#[derive(Default)]
+struct NvmlGpuFabricInfo {
+    cluster_uuid: [u8; 16],
+    status: c_uint,
+    clique_id: c_uint,
+    state: u8,
+}
+
+/// `nvmlGpuFabricInfo_v3_t` (`nvmlDeviceGetGpuFabricInfoV`); version 2 is
+/// its first 36 bytes (no `healthSummary`).
+#[repr(C)]
+#[derive(Default)]
+struct NvmlGpuFabricInfoV3 {
+    version: c_uint,
+    cluster_uuid: [u8; 16],
+    status: c_uint,
+    clique_id: c_uint,
+    state: u8,
+    health_mask: c_uint,
+    health_summary: u8,
+}
+
+/// `nvmlGpuFabricInfo_v2` and `nvmlGpuFabricInfo_v3`: `NVML_STRUCT_VERSION`.
+const FABRIC_V2: c_uint = 36 | 2 << 24;
+const FABRIC_V3: c_uint = 40 | 3 << 24;
+
+/// `nvmlFieldValue_t`; `value` is the 8-byte `nvmlValue_t` union.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct NvmlFieldValue {
+    field_id: c_uint,
+    scope_id: c_uint,
+    timestamp: i64,
+    latency_usec: i64,
+    value_type: c_uint,
+    nvml_return: c_uint,
+    value: u64,
+}
+
 /// Buffer sizes from nvml.h (`NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE`,
 /// `NVML_SYSTEM_NVML_VERSION_BUFFER_SIZE`, `NVML_DEVICE_NAME_V2_BUFFER_SIZE`,
 /// `NVML_DEVICE_UUID_V2_BUFFER_SIZE`), rounded up where the text may grow
@@ -95,6 +136,11 @@ type FnArgU32 = unsafe extern "C" fn(NvmlDevice, c_uint, *mut c_uint) -> NvmlRet
 /// `(device, unsigned int / int / enum *, same *)`.
 type FnPair = unsafe extern "C" fn(NvmlDevice, *mut c_uint, *mut c_uint) -> NvmlReturn;
 type FnEccCount = unsafe extern "C" fn(NvmlDevice, c_uint, c_uint, *mut c_ulonglong) -> NvmlReturn;
+/// `nvmlDeviceGetNvLinkCapability(device, link, capability, *capResult)`.
+type FnNvLinkCap = unsafe extern "C" fn(NvmlDevice, c_uint, c_uint, *mut c_uint) -> NvmlReturn;
+type FnFabric = unsafe extern "C" fn(NvmlDevice, *mut NvmlGpuFabricInfo) -> NvmlReturn;
+type FnFabricV = unsafe extern "C" fn(NvmlDevice, *mut NvmlGpuFabricInfoV3) -> NvmlReturn;
+type FnFieldValues = unsafe extern "C" fn(NvmlDevice, c_int, *mut NvmlFieldValue) -> NvmlReturn;
 
 /// Queries answered by an `FnU32` entry point.
 const U32_QUERIES: &[(Query, &str)] = &[
@@ -117,6 +163,16 @@ const U32_QUERIES: &[(Query, &str)] = &[
     (Query::DisplayActive, "nvmlDeviceGetDisplayActive"),
     (Query::VirtualizationMode, "nvmlDeviceGetVirtualizationMode"),
     (Query::MaxMigDeviceCount, "nvmlDeviceGetMaxMigDeviceCount"),
+    (
+        Query::MaxPcieLinkGeneration,
+        "nvmlDeviceGetMaxPcieLinkGeneration",
+    ),
+    (Query::MaxPcieLinkWidth, "nvmlDeviceGetMaxPcieLinkWidth"),
+    (
+        Query::CurrPcieLinkGeneration,
+        "nvmlDeviceGetCurrPcieLinkGeneration",
+    ),
+    (Query::CurrPcieLinkWidth, "nvmlDeviceGetCurrPcieLinkWidth"),
 ];
 
 /// Queries answered by an `FnArgU32` entry point.
@@ -134,6 +190,9 @@ const ARG_QUERIES: &[(Query, &str)] = &[
     (Query::Clock, "nvmlDeviceGetClockInfo"),
     (Query::AppClock, "nvmlDeviceGetApplicationsClock"),
     (Query::FanSpeedOf, "nvmlDeviceGetFanSpeed_v2"),
+    // `nvmlPcieUtilCounter_t` and `nvmlEnableState_t *` are int-sized.
+    (Query::PcieThroughput, "nvmlDeviceGetPcieThroughput"),
+    (Query::NvLinkState, "nvmlDeviceGetNvLinkState"),
 ];
 
 /// Queries answered by an `FnPair` entry point.
@@ -176,6 +235,10 @@ struct Fns {
     validate_inforom: Option<FnDevice>,
     utilization: Option<FnUtilization>,
     total_ecc_errors: Option<FnEccCount>,
+    nvlink_capability: Option<FnNvLinkCap>,
+    fabric: Option<FnFabric>,
+    fabric_v: Option<FnFabricV>,
+    field_values: Option<FnFieldValues>,
     u32s: HashMap<Query, FnU32>,
     args: HashMap<Query, FnArgU32>,
     pairs: HashMap<Query, FnPair>,
@@ -281,6 +344,10 @@ impl Nvml {
                 validate_inforom: resolve(lib, &["nvmlDeviceValidateInforom"]),
                 utilization: resolve(lib, &["nvmlDeviceGetUtilizationRates"]),
                 total_ecc_errors: resolve(lib, &["nvmlDeviceGetTotalEccErrors"]),
+                nvlink_capability: resolve(lib, &["nvmlDeviceGetNvLinkCapability"]),
+                fabric: resolve(lib, &["nvmlDeviceGetGpuFabricInfo"]),
+                fabric_v: resolve(lib, &["nvmlDeviceGetGpuFabricInfoV"]),
+                field_values: resolve(lib, &["nvmlDeviceGetFieldValues"]),
                 u32s: resolve_table(lib, U32_QUERIES),
                 args: resolve_table(lib, ARG_QUERIES),
                 pairs: resolve_table(lib, PAIR_QUERIES),
@@ -531,6 +598,15 @@ impl Nvml {
                 check(unsafe { f(dev) })?;
                 Ok(NvmlAnswer::default())
             }
+            Query::NvLinkCapability => {
+                let f = need(self.f.nvlink_capability)?;
+                let mut v: c_uint = 0;
+                // SAFETY: `dev` is a handle NVML returned; `v` is writable;
+                // NVML validates the link and the capability.
+                check(unsafe { f(dev, arg & 0xffff, arg >> 16, &mut v) })?;
+                one(v)
+            }
+            Query::GpuFabricInfo => self.fabric_info(dev, arg),
             Query::TotalEccErrors => {
                 let f = need(self.f.total_ecc_errors)?;
                 let mut n: c_ulonglong = 0;
@@ -547,6 +623,100 @@ impl Nvml {
                 nvml::FUNCTION_NOT_FOUND
             }),
         }
+    }
+}
+
+impl Nvml {
+    /// `[uuid 0..8, uuid 8..16, status, cliqueId, state, healthMask,
+    /// healthSummary]` by the call the client's application made: `arg` 0
+    /// is `nvmlDeviceGetGpuFabricInfo`, 2 and 3 `nvmlDeviceGetGpuFabricInfoV`
+    /// with that struct version (a driver that lacks version 3 refuses it,
+    /// as it would refuse the application).
+    fn fabric_info(&self, dev: NvmlDevice, arg: u32) -> BResult<NvmlAnswer> {
+        let uuid = |u: &[u8; 16]| -> [u64; 2] {
+            let half = |at: usize| u64::from_le_bytes(std::array::from_fn(|i| u[at + i]));
+            [half(0), half(8)]
+        };
+        if arg == 0 {
+            let f = need(self.f.fabric)?;
+            let mut i = NvmlGpuFabricInfo::default();
+            // SAFETY: `dev` is a handle NVML returned; `i` is a writable
+            // nvmlGpuFabricInfo_t.
+            check(unsafe { f(dev, &mut i) })?;
+            let [a, b] = uuid(&i.cluster_uuid);
+            return Ok(NvmlAnswer::nums([
+                a,
+                b,
+                u64::from(i.status),
+                u64::from(i.clique_id),
+                u64::from(i.state),
+                0,
+                0,
+            ]));
+        }
+        let version = match arg {
+            2 => FABRIC_V2,
+            3 => FABRIC_V3,
+            _ => return Err(nvml::ARGUMENT_VERSION_MISMATCH),
+        };
+        let f = need(self.f.fabric_v)?;
+        let mut i = NvmlGpuFabricInfoV3 {
+            version,
+            ..Default::default()
+        };
+        // SAFETY: `dev` is a handle NVML returned; `i` is a writable
+        // nvmlGpuFabricInfo_v3_t, at least as large as the version it names.
+        check(unsafe { f(dev, &mut i) })?;
+        let [a, b] = uuid(&i.cluster_uuid);
+        Ok(NvmlAnswer::nums([
+            a,
+            b,
+            u64::from(i.status),
+            u64::from(i.clique_id),
+            u64::from(i.state),
+            u64::from(i.health_mask),
+            if arg == 3 {
+                u64::from(i.health_summary)
+            } else {
+                0
+            },
+        ]))
+    }
+
+    /// `nvmlDeviceGetFieldValues` on CUDA device `index`; each entry keeps
+    /// NVML's own status, type, value and timing.
+    pub(crate) fn field_values(
+        &self,
+        cuda: impl FnOnce() -> BResult<Vec<CudaDevice>>,
+        index: u32,
+        fields: &[FieldId],
+    ) -> BResult<Vec<FieldValue>> {
+        let dev = self.device(cuda, index)?;
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        let f = need(self.f.field_values)?;
+        let mut v: Vec<NvmlFieldValue> = fields
+            .iter()
+            .map(|f| NvmlFieldValue {
+                field_id: f.field,
+                scope_id: f.scope,
+                ..Default::default()
+            })
+            .collect();
+        let n = c_int::try_from(v.len()).map_err(|_| nvml::INVALID_ARGUMENT)?;
+        // SAFETY: `dev` is a handle NVML returned; `v` holds `n` writable
+        // nvmlFieldValue_t with their ids set.
+        check(unsafe { f(dev, n, v.as_mut_ptr()) })?;
+        Ok(v.iter()
+            .map(|e| FieldValue {
+                status: e.nvml_return,
+                value_type: e.value_type,
+                value: e.value,
+                timestamp: e.timestamp,
+                latency_us: e.latency_usec,
+            })
+            .collect())
     }
 }
 
@@ -591,6 +761,11 @@ impl tf_worker_core::NvmlBackend for RealBackend {
         self.nvml()?
             .query(|| self.cuda_devices(), index, query, arg)
     }
+
+    fn nvml_field_values(&self, index: u32, fields: &[FieldId]) -> BResult<Vec<FieldValue>> {
+        self.nvml()?
+            .field_values(|| self.cuda_devices(), index, fields)
+    }
 }
 
 #[cfg(test)]
@@ -604,6 +779,23 @@ mod tests {
             uuid_text("GPU", &u),
             "GPU-00112233-4455-6677-8899-aabbccddeeff"
         );
+    }
+
+    /// Sizes and offsets of nvml.h on LP64.
+    #[test]
+    fn layouts_match_nvml_h() {
+        use std::mem::{offset_of, size_of};
+        assert_eq!(size_of::<NvmlGpuFabricInfo>(), 28);
+        assert_eq!(offset_of!(NvmlGpuFabricInfo, state), 24);
+        assert_eq!(size_of::<NvmlGpuFabricInfoV3>(), 40);
+        assert_eq!(offset_of!(NvmlGpuFabricInfoV3, health_mask), 32);
+        assert_eq!(
+            FABRIC_V3 & 0xff_ffff,
+            size_of::<NvmlGpuFabricInfoV3>() as u32
+        );
+        assert_eq!(size_of::<NvmlFieldValue>(), 40);
+        assert_eq!(offset_of!(NvmlFieldValue, value_type), 24);
+        assert_eq!(offset_of!(NvmlFieldValue, value), 32);
     }
 
     #[test]

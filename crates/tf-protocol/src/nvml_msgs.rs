@@ -43,6 +43,8 @@ pub fn static_queries() -> Vec<(Query, u32)> {
         (Query::VbiosVersion, 0),
         (Query::VirtualizationMode, 0),
         (Query::MaxMigDeviceCount, 0),
+        (Query::MaxPcieLinkGeneration, 0),
+        (Query::MaxPcieLinkWidth, 0),
     ];
     for t in CLOCK_TYPES {
         v.push((Query::MaxClock, t));
@@ -121,6 +123,58 @@ fn count(r: &mut Reader<'_>, max: usize) -> Result<usize, ProtocolError> {
     Ok(n)
 }
 
+/// `NVML_VALUE_TYPE_COUNT`: one more than the last `nvmlValueType_t`.
+pub const VALUE_TYPE_COUNT: u32 = 7;
+
+/// `NVML_FI_MAX` of the `nvml.h` this build knows: one more than the
+/// highest field id. The worker asks its NVML only for fields below it (see
+/// `tf-worker-core`'s `nvml_field_values` on why).
+pub const KNOWN_FIELD_IDS: u32 = 310;
+
+impl FieldValue {
+    /// A field that could not be read: only its status is meaningful.
+    pub fn failed(status: u32) -> Self {
+        Self {
+            status,
+            ..Self::default()
+        }
+    }
+
+    /// Called by the generated decoder: a successful value has a type the
+    /// application can read it by.
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        if self.status == crate::status::nvml::SUCCESS && self.value_type >= VALUE_TYPE_COUNT {
+            Err("unknown nvmlValueType_t")
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The answer to [`NvmlRequest::FieldValues`]: one value per field asked
+/// for, in the order asked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NvmlFieldValues {
+    pub values: Vec<FieldValue>,
+}
+
+impl Body for NvmlFieldValues {
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.values.len() as u32);
+        for v in &self.values {
+            v.put(w);
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        let n = count(r, MAX_FIELD_VALUES)?;
+        let mut values = Vec::with_capacity(n);
+        for _ in 0..n {
+            values.push(FieldValue::get(r)?);
+        }
+        Ok(Self { values })
+    }
+}
+
 /// One fact of a device: `(query opcode, arg, answer or nvmlReturn_t)`.
 pub type Fact = (u32, u32, Result<NvmlAnswer, u32>);
 
@@ -195,6 +249,23 @@ mod tests {
                 index: 1,
                 arg: 2,
             },
+            NvmlRequest::FieldValues {
+                index: 0,
+                fields: vec![
+                    FieldId {
+                        field: 83,
+                        scope: 0,
+                    },
+                    FieldId {
+                        field: 138,
+                        scope: 17,
+                    },
+                ],
+            },
+            NvmlRequest::FieldValues {
+                index: 2,
+                fields: vec![FieldId::default(); MAX_FIELD_VALUES],
+            },
         ];
         for req in reqs {
             let r = Request::Nvml(req);
@@ -226,6 +297,77 @@ mod tests {
         assert_eq!(back.facts[2], (5, 6, Err(crate::status::nvml::UNKNOWN)));
         let p = encode_reply::<NvmlDeviceFacts>(3, None);
         assert_eq!(decode_reply::<NvmlDeviceFacts>(&p), Ok(Err(3)));
+    }
+
+    #[test]
+    fn field_values_round_trip_and_are_checked() {
+        let v = NvmlFieldValues {
+            values: vec![
+                FieldValue {
+                    status: 0,
+                    value_type: 0,
+                    value: 35.5f64.to_bits(),
+                    timestamp: 1_700_000_000_000_000,
+                    latency_us: 3,
+                },
+                FieldValue {
+                    status: 0,
+                    value_type: VALUE_TYPE_COUNT - 1,
+                    value: u64::MAX,
+                    timestamp: -1,
+                    latency_us: i64::MIN,
+                },
+                // A failed field's type is not looked at.
+                FieldValue {
+                    status: 3,
+                    value_type: 1000,
+                    ..FieldValue::default()
+                },
+            ],
+        };
+        let p = encode_reply(0, Some(&v));
+        assert_eq!(decode_reply::<NvmlFieldValues>(&p), Ok(Ok(v.clone())));
+        // A successful value of a type no NVML names is refused.
+        let mut bad = v.clone();
+        bad.values[1].value_type = VALUE_TYPE_COUNT;
+        assert!(decode_reply::<NvmlFieldValues>(&encode_reply(0, Some(&bad))).is_err());
+        // More values than one request may ask for are refused.
+        let long = NvmlFieldValues {
+            values: vec![FieldValue::default(); MAX_FIELD_VALUES + 1],
+        };
+        assert!(decode_reply::<NvmlFieldValues>(&encode_reply(0, Some(&long))).is_err());
+        let p = encode_reply::<NvmlFieldValues>(2, None);
+        assert_eq!(decode_reply::<NvmlFieldValues>(&p), Ok(Err(2)));
+    }
+
+    #[test]
+    fn oversized_field_lists_are_refused() {
+        let r = Request::Nvml(NvmlRequest::FieldValues {
+            index: 0,
+            fields: vec![FieldId::default(); MAX_FIELD_VALUES + 1],
+        });
+        let (fixed, _) = r.encode();
+        assert!(Request::decode(r.opcode(), &fixed).is_err());
+        let mut w = Writer::new();
+        w.u32(0).u32(u32::MAX);
+        assert!(Request::decode(op::nvmlDeviceGetFieldValues, &w.finish()).is_err());
+    }
+
+    #[test]
+    fn the_new_static_facts_are_fetched_with_the_others() {
+        let s = static_queries();
+        assert!(s.contains(&(Query::MaxPcieLinkGeneration, 0)));
+        assert!(s.contains(&(Query::MaxPcieLinkWidth, 0)));
+        // Readings and states that change are not facts.
+        for q in [
+            Query::CurrPcieLinkGeneration,
+            Query::CurrPcieLinkWidth,
+            Query::PcieThroughput,
+            Query::NvLinkState,
+            Query::GpuFabricInfo,
+        ] {
+            assert!(s.iter().all(|(f, _)| *f != q), "{q:?}");
+        }
     }
 
     #[test]

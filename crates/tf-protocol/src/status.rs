@@ -41,6 +41,8 @@ pub mod nvml {
     pub const GPU_IS_LOST: u32 = 15;
     pub const LIBRARY_NOT_FOUND: u32 = 12;
     pub const FUNCTION_NOT_FOUND: u32 = 13;
+    /// A versioned struct of a version the function does not take.
+    pub const ARGUMENT_VERSION_MISMATCH: u32 = 25;
     pub const UNKNOWN: u32 = 999;
 }
 

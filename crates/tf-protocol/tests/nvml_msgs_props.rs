@@ -2,7 +2,10 @@
 //! trip, and no byte string makes their decoders panic.
 
 use proptest::prelude::*;
-use tf_protocol::nvml_msgs::{NvmlAnswer, NvmlDeviceFacts, NvmlRequest, Query, MAX_NUMS};
+use tf_protocol::nvml_msgs::{
+    FieldId, FieldValue, NvmlAnswer, NvmlDeviceFacts, NvmlFieldValues, NvmlRequest, Query,
+    MAX_FIELD_VALUES, MAX_NUMS, VALUE_TYPE_COUNT,
+};
 use tf_protocol::*;
 
 fn any_query() -> impl Strategy<Value = Query> {
@@ -25,9 +28,28 @@ fn any_fact() -> impl Strategy<Value = (u32, u32, Result<NvmlAnswer, u32>)> {
     )
 }
 
+fn any_field_value() -> impl Strategy<Value = FieldValue> {
+    (
+        prop_oneof![Just(0u32), 1u32..1000],
+        0..VALUE_TYPE_COUNT,
+        any::<u64>(),
+        any::<i64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(status, value_type, value, timestamp, latency_us)| FieldValue {
+                status,
+                value_type,
+                value,
+                timestamp,
+                latency_us,
+            },
+        )
+}
+
 /// The opcodes of this domain, plus their neighbours.
 fn nvml_opcode() -> impl Strategy<Value = u32> {
-    prop_oneof![2995u32..3015, 3095u32..3170, any::<u32>()]
+    prop_oneof![2995u32..3015, 3095u32..3170, 3195u32..3215, any::<u32>()]
 }
 
 proptest! {
@@ -49,6 +71,26 @@ proptest! {
     }
 
     #[test]
+    fn field_value_requests_round_trip(index in any::<u32>(),
+                                       fields in proptest::collection::vec((any::<u32>(), any::<u32>()), 0..=MAX_FIELD_VALUES)) {
+        let fields = fields.into_iter().map(|(field, scope)| FieldId { field, scope }).collect();
+        let req = Request::Nvml(NvmlRequest::FieldValues { index, fields });
+        let (payload, bulk) = req.encode();
+        prop_assert!(bulk.is_empty());
+        prop_assert_eq!(Request::decode(req.opcode(), &payload), Ok(req.clone()));
+        for cut in 1..=payload.len() {
+            prop_assert!(Request::decode(req.opcode(), &payload[..payload.len() - cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn field_value_replies_round_trip(values in proptest::collection::vec(any_field_value(), 0..=MAX_FIELD_VALUES)) {
+        let v = NvmlFieldValues { values };
+        let p = encode_reply(0, Some(&v));
+        prop_assert_eq!(decode_reply::<NvmlFieldValues>(&p), Ok(Ok(v)));
+    }
+
+    #[test]
     fn replies_round_trip(answer in any_answer(), facts in proptest::collection::vec(any_fact(), 0..20)) {
         let p = encode_reply(0, Some(&answer));
         prop_assert_eq!(decode_reply::<NvmlAnswer>(&p), Ok(Ok(answer)));
@@ -63,6 +105,7 @@ proptest! {
         let _ = Request::decode(opcode, &bytes);
         let _ = decode_reply::<NvmlAnswer>(&bytes);
         let _ = decode_reply::<NvmlDeviceFacts>(&bytes);
+        let _ = decode_reply::<NvmlFieldValues>(&bytes);
     }
 }
 
@@ -78,6 +121,15 @@ fn hostile_counts_are_refused_without_allocating() {
     w.u32(0).u32(MAX_NUMS as u32);
     assert!(
         decode_reply::<NvmlAnswer>(&w.finish()).is_err(),
+        "truncated"
+    );
+    let mut w = Writer::new();
+    w.u32(0).u32(u32::MAX);
+    assert!(decode_reply::<NvmlFieldValues>(&w.finish()).is_err());
+    let mut w = Writer::new();
+    w.u32(0).u32(MAX_FIELD_VALUES as u32);
+    assert!(
+        decode_reply::<NvmlFieldValues>(&w.finish()).is_err(),
         "truncated"
     );
 }

@@ -4,9 +4,12 @@
 //! Hopper-class board so that tools format it; none is measured. Memory is
 //! the exception: it comes from the backend's host-memory accounting. Some
 //! facts are deliberately unsupported (fans), so that the client's
-//! `NVML_ERROR_NOT_SUPPORTED` path is exercised end to end.
+//! `NVML_ERROR_NOT_SUPPORTED` path is exercised end to end. Device 0 has
+//! NvLink (18 links, the first [`ACTIVE_LINKS`] active) and a completed
+//! fabric registration; every other device has neither, like a PCIe board,
+//! so NvLink and fabric queries answer `NVML_ERROR_NOT_SUPPORTED` there.
 
-use tf_protocol::nvml_msgs::{NvmlAnswer, Query};
+use tf_protocol::nvml_msgs::{FieldId, FieldValue, NvmlAnswer, Query};
 use tf_protocol::status::nvml;
 use tf_worker_core::BResult;
 
@@ -38,7 +41,74 @@ const CLOCKS: [u64; 4] = [1410, 1410, 2619, 1275];
 /// Temperature thresholds: shutdown, slowdown, memory max, GPU max (°C).
 const THRESHOLDS: [u64; 4] = [92, 89, 95, 87];
 
+/// NvLink links of device 0 (Hopper's count) and how many are active.
+pub const NVLINKS: u32 = 18;
+pub const ACTIVE_LINKS: u32 = 4;
+/// Fabric facts of device 0: `clusterUuid` is bytes 0x10..=0x1f.
+const FABRIC_CLIQUE: u64 = 0x7fff;
+/// `NVML_GPU_FABRIC_STATE_COMPLETED`.
+const FABRIC_COMPLETED: u64 = 3;
+/// Degraded bandwidth false (2), route recovery false (2 << 2).
+const FABRIC_HEALTH_MASK: u64 = 0x0a;
+/// `NVML_GPU_FABRIC_HEALTH_SUMMARY_HEALTHY`.
+const FABRIC_HEALTHY: u64 = 1;
+/// Every field value is stamped with this (µs since 1970) plus its field
+/// id, and this latency, so that a test sees them forwarded.
+pub const FIELD_TIMESTAMP: i64 = 1_700_000_000_000_000;
+pub const FIELD_LATENCY_US: i64 = 3;
+
+/// `nvmlValueType_t` values.
+const DOUBLE: u32 = 0;
+const UNSIGNED_INT: u32 = 1;
+const UNSIGNED_LONG_LONG: u32 = 3;
+const SIGNED_INT: u32 = 5;
+
+/// The test value of one field of device `d` (`(valueType, raw union bits)`
+/// or a per-field status). Fields not listed are `NOT_SUPPORTED`.
+fn field(d: usize, f: FieldId) -> Result<(u32, u64), u32> {
+    let nvlink = d == 0;
+    match f.field {
+        // NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ.
+        83 => Ok((UNSIGNED_LONG_LONG, 123_456_789 + d as u64)),
+        // NVML_FI_DEV_NVLINK_LINK_COUNT
+        91 if nvlink => Ok((UNSIGNED_INT, u64::from(NVLINKS))),
+        // NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, KiB, scope = link.
+        138 if nvlink && f.scope < NVLINKS => {
+            Ok((UNSIGNED_LONG_LONG, u64::from(f.scope) * 1000 + 7))
+        }
+        138 if nvlink => Err(nvml::INVALID_ARGUMENT),
+        // NVML_FI_DEV_TEMPERATURE_SLOWDOWN_TLIMIT: a negative int.
+        194 => Ok((SIGNED_INT, u64::from((-7i32) as u32))),
+        // NVML_FI_DEV_GPU_TEMP, °C with a fraction.
+        308 => Ok((DOUBLE, 35.5f64.to_bits())),
+        _ => Err(nvml::NOT_SUPPORTED),
+    }
+}
+
 impl tf_worker_core::NvmlBackend for HostBackend {
+    fn nvml_field_values(&self, index: u32, fields: &[FieldId]) -> BResult<Vec<FieldValue>> {
+        let d = index as usize;
+        if d >= self.devices {
+            return Err(nvml::INVALID_ARGUMENT);
+        }
+        Ok(fields
+            .iter()
+            .map(|f| {
+                let (status, (value_type, value)) = match field(d, *f) {
+                    Ok(v) => (nvml::SUCCESS, v),
+                    Err(e) => (e, (0, 0)),
+                };
+                FieldValue {
+                    status,
+                    value_type,
+                    value,
+                    timestamp: FIELD_TIMESTAMP + i64::from(f.field),
+                    latency_us: FIELD_LATENCY_US,
+                }
+            })
+            .collect())
+    }
+
     fn nvml_query(&self, index: u32, query: Query, arg: u32) -> BResult<NvmlAnswer> {
         let d = index as usize;
         if d >= self.devices {
@@ -92,6 +162,44 @@ impl tf_worker_core::NvmlBackend for HostBackend {
             Query::NumFans | Query::FanSpeed | Query::FanSpeedOf => Err(nvml::NOT_SUPPORTED),
             // Answered by the worker core from the session.
             Query::ComputeProcesses => Err(nvml::NOT_SUPPORTED),
+            // PCIe 5.0 x16, running at 4.0 (idle) now.
+            Query::MaxPcieLinkGeneration => one(5),
+            Query::MaxPcieLinkWidth | Query::CurrPcieLinkWidth => one(16),
+            Query::CurrPcieLinkGeneration => one(4),
+            // KB/s: TX, RX; no other counter.
+            Query::PcieThroughput => match arg {
+                0 => one(1234),
+                1 => one(5678),
+                _ => Err(nvml::INVALID_ARGUMENT),
+            },
+            Query::NvLinkState | Query::NvLinkCapability if d != 0 => Err(nvml::NOT_SUPPORTED),
+            Query::NvLinkState if arg < NVLINKS => one(u64::from(arg < ACTIVE_LINKS)),
+            Query::NvLinkCapability if arg & 0xffff < NVLINKS => {
+                let active = arg & 0xffff < ACTIVE_LINKS;
+                match arg >> 16 {
+                    // P2P, P2P atomics: over the active links.
+                    0 | 2 => one(u64::from(active)),
+                    // System memory access and atomics, SLI: none.
+                    1 | 3 | 4 => one(0),
+                    // VALID: every link exists.
+                    5 => one(1),
+                    _ => Err(nvml::INVALID_ARGUMENT),
+                }
+            }
+            Query::NvLinkState | Query::NvLinkCapability => Err(nvml::INVALID_ARGUMENT),
+            Query::GpuFabricInfo if !matches!(arg, 0 | 2 | 3) => {
+                Err(nvml::ARGUMENT_VERSION_MISMATCH)
+            }
+            Query::GpuFabricInfo if d != 0 => Err(nvml::NOT_SUPPORTED),
+            Query::GpuFabricInfo => Ok(NvmlAnswer::nums([
+                u64::from_le_bytes([0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17]),
+                u64::from_le_bytes([0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f]),
+                0,
+                FABRIC_CLIQUE,
+                FABRIC_COMPLETED,
+                if arg == 0 { 0 } else { FABRIC_HEALTH_MASK },
+                if arg == 3 { FABRIC_HEALTHY } else { 0 },
+            ])),
         }
     }
 }

@@ -71,6 +71,42 @@ fn memory_total_is_never_above_physical() {
     all(&w, Inject::LibraryPath, 4096);
 }
 
+/// What goes to the worker: an NvLink capability once per `(link,
+/// capability)` however often it is asked (a value and a refusal alike),
+/// a reading on every call, a static fact never (it came with the device's
+/// facts), and 150 field values as three requests of at most 64.
+#[test]
+fn requests_sent_for_the_nccl_and_xla_queries() {
+    let w = Worker::native(&[]);
+    let mut cmd = client_of(
+        &c_program("nvml"),
+        &w.info,
+        Inject::LibraryPath,
+        &["requests"],
+    );
+    cmd.env("TF_CALL_STATS", "1");
+    let o = run(cmd, Duration::from_secs(60));
+    assert_pass(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let count = |name: &str| -> u64 {
+        err.lines()
+            .find_map(|l| {
+                let mut cols = l.split_whitespace();
+                (cols.next() == Some(name)).then(|| cols.next()?.parse().ok())?
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(count("nvmlDeviceGetNvLinkCapability"), 2, "{err}");
+    assert_eq!(count("nvmlDeviceGetCurrPcieLinkGeneration"), 5, "{err}");
+    assert_eq!(count("nvmlDeviceGetMaxPcieLinkWidth"), 0, "{err}");
+    assert_eq!(
+        count("nvmlDeviceGetHandleByIndex_v2"),
+        1,
+        "the facts: {err}"
+    );
+    assert_eq!(count("nvmlDeviceGetFieldValues"), 3, "{err}");
+}
+
 /// No worker: `nvmlInit` fails with `NVML_ERROR_DRIVER_NOT_LOADED` within
 /// seconds, and stderr has exactly one line saying why.
 #[test]

@@ -2,8 +2,9 @@
 """NVML through pynvml (nvidia-ml-py), for the GPU check (scripts/gpu/30-nvml.sh).
 
     pynvml_check.py collect OUT.json [--alloc-mib N]
-        Calls every NVML function that issue 5 covers on every device and
-        writes {key: value or "ERR:<code>"} as JSON. With --alloc-mib, first
+        Calls every NVML function that issue 5 covers, and those NCCL and
+        XLA need (PCIe link, NvLink, fabric, field values), on every device
+        and writes {key: value or "ERR:<code>"} as JSON. With --alloc-mib, first
         allocates N MiB through libcuda.so.1 (the same library path lookup
         as NVML), so that this process has a context and memory on device 0.
     pynvml_check.py compare NATIVE.json CLIENT.json --total-mib N --alloc-mib M
@@ -33,6 +34,68 @@ def call(fn, *args):
 
 def text(v):
     return v.decode() if isinstance(v, bytes) else v
+
+
+# NvLink links asked about (Hopper and Blackwell have 18) and capabilities
+# (NVML_NVLINK_CAP_P2P_SUPPORTED .. NVML_NVLINK_CAP_VALID).
+NVLINKS = 18
+NVLINK_CAPS = 6
+# nvmlDeviceGetFieldValues: (fieldId, scopeId) that NCCL, XLA and monitors
+# ask, a field no NVML knows (9999) and the first id past nvml.h 13.5
+# (310: the client answers ids it does not know NOT_SUPPORTED per field,
+# without asking; this shows what native NVML answers instead).
+STATIC_FIELDS = [
+    (1, 0),    # NVML_FI_DEV_ECC_CURRENT
+    (91, 0),   # NVML_FI_DEV_NVLINK_LINK_COUNT
+    (164, 0),  # NVML_FI_DEV_NVLINK_GET_SPEED, link 0
+    (165, 0),  # NVML_FI_DEV_NVLINK_GET_STATE, link 0
+    (170, 0),  # NVML_FI_DEV_C2C_LINK_COUNT
+    (171, 0),  # NVML_FI_DEV_C2C_LINK_GET_STATUS
+    (172, 0),  # NVML_FI_DEV_C2C_LINK_GET_MAX_BW
+    (9999, 0),
+    (310, 0),
+]
+READING_FIELDS = [
+    (82, 0),   # NVML_FI_DEV_MEMORY_TEMP
+    (83, 0),   # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION
+    (94, 0),   # NVML_FI_DEV_PCIE_REPLAY_COUNTER
+    (138, 0),  # NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, link 0
+    (194, 0),  # NVML_FI_DEV_TEMPERATURE_SLOWDOWN_TLIMIT
+    (308, 0),  # NVML_FI_DEV_GPU_TEMP
+]
+
+
+def field_values(n, h, fields):
+    """[[nvmlReturn, valueType, value], ...] of one nvmlDeviceGetFieldValues
+    call (the value only where the field succeeded), or its error."""
+    vals = call(n.nvmlDeviceGetFieldValues, h, fields)
+    if isinstance(vals, str):
+        return vals
+    members = ["dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal"]
+    out = []
+    for v in vals:
+        ok = v.nvmlReturn == 0
+        value = getattr(v.value, members[v.valueType]) if ok and v.valueType < len(members) else None
+        out.append([v.nvmlReturn, v.valueType if ok else None, value])
+    return out
+
+
+def fabric(n, h, version):
+    """nvmlDeviceGetGpuFabricInfo (version 0) or ...InfoV with a v2 or v3 struct."""
+    def get():
+        if version == 0:
+            f = n.c_nvmlGpuFabricInfo_t()
+            n.nvmlDeviceGetGpuFabricInfo(h, ctypes.byref(f))
+        else:
+            f = n.c_nvmlGpuFabricInfo_v2_t() if version == 2 else n.c_nvmlGpuFabricInfo_v3_t()
+            n.nvmlDeviceGetGpuFabricInfoV(h, ctypes.byref(f))
+        r = [bytes(f.clusterUuid).hex(), f.status, f.cliqueId, f.state]
+        if version >= 2:
+            r.append(f.healthMask)
+        if version >= 3:
+            r.append(f.healthSummary)
+        return r
+    return call(get)
 
 
 def alloc(mib):
@@ -124,6 +187,24 @@ def collect(out, alloc_mib):
         r[d + "processes"] = procs if isinstance(procs, str) else [[p.pid, p.usedGpuMemory] for p in procs]
         g = call(n.nvmlDeviceGetGraphicsRunningProcesses, h)
         r[d + "graphics_processes"] = g if isinstance(g, str) else len(g)
+        # NCCL and XLA: PCIe link, NvLink, fabric, field values, P2P.
+        r[d + "max_pcie_gen"] = call(n.nvmlDeviceGetMaxPcieLinkGeneration, h)
+        r[d + "max_pcie_width"] = call(n.nvmlDeviceGetMaxPcieLinkWidth, h)
+        r[d + "curr_pcie_gen"] = call(n.nvmlDeviceGetCurrPcieLinkGeneration, h)
+        r[d + "curr_pcie_width"] = call(n.nvmlDeviceGetCurrPcieLinkWidth, h)
+        r[d + "pcie_tx"] = call(n.nvmlDeviceGetPcieThroughput, h, 0)
+        r[d + "pcie_rx"] = call(n.nvmlDeviceGetPcieThroughput, h, 1)
+        r[d + "pcie_counter2"] = call(n.nvmlDeviceGetPcieThroughput, h, 2)
+        r[d + "nvlink_state"] = [call(n.nvmlDeviceGetNvLinkState, h, l) for l in range(NVLINKS + 1)]
+        for l in range(NVLINKS + 1):
+            r[d + "nvlink_caps%d" % l] = [call(n.nvmlDeviceGetNvLinkCapability, h, l, c)
+                                          for c in range(NVLINK_CAPS + 1)]
+        for v in (0, 2, 3):
+            r[d + "fabric_v%d" % v] = fabric(n, h, v)
+        r[d + "fields_static"] = field_values(n, h, STATIC_FIELDS)
+        r[d + "fields_reading"] = field_values(n, h, READING_FIELDS)
+        r[d + "fields_none"] = field_values(n, h, [])
+        r[d + "p2p_self"] = [call(n.nvmlDeviceGetP2PStatus, h, h, c) for c in range(5)]
     r["pid"] = os.getpid()
     r["error_strings"] = {c: text(n.nvmlErrorString(c)) for c in list(range(31)) + [999]}
     n.nvmlShutdown()
@@ -138,11 +219,15 @@ STATIC = ["name", "uuid", "index", "serial", "vbios", "pci", "by_pci_bus_id", "b
           "architecture", "compute_capability", "minor_number", "threshold0", "threshold1",
           "threshold2", "threshold3", "power_default_limit", "power_constraints", "num_fans",
           "ecc_mode", "persistence", "compute_mode", "mig_mode", "display_mode", "display_active",
-          "power_limit", "enforced_power_limit", "graphics_processes"] + \
+          "power_limit", "enforced_power_limit", "graphics_processes",
+          "max_pcie_gen", "max_pcie_width", "pcie_counter2", "nvlink_state", "fabric_v0",
+          "fabric_v2", "fabric_v3", "fields_static", "fields_none", "p2p_self"] + \
+         ["nvlink_caps%d" % l for l in range(NVLINKS + 1)] + \
          ["max_clock%d" % t for t in range(4)] + ["default_app_clock%d" % t for t in range(4)]
 # Readings: must succeed (or fail) as they do natively; values may move.
 READINGS = ["utilization", "temperature", "temperature_v", "power_usage", "fan_speed", "pstate",
-            "power_state", "ecc_errors", "bar1"] + ["clock%d" % t for t in range(4)] + \
+            "power_state", "ecc_errors", "bar1", "curr_pcie_gen", "curr_pcie_width", "pcie_tx",
+            "pcie_rx"] + ["clock%d" % t for t in range(4)] + \
            ["app_clock%d" % t for t in range(4)]
 
 
@@ -185,6 +270,15 @@ def compare(native_path, client_path, total_mib, alloc_mib):
             same(d + k)
         for k in READINGS:
             same_status(d + k)
+        # Field readings: the same per-field status and type; values move.
+        nf, cf = nat.get(d + "fields_reading"), cli.get(d + "fields_reading")
+        if isinstance(nf, list) and isinstance(cf, list) and len(nf) == len(cf):
+            for (f, _), a, b in zip(READING_FIELDS, nf, cf):
+                checks += 1
+                if a[:2] != b[:2]:
+                    bad.append("%sfield %d: native %r, client %r" % (d, f, a, b))
+        else:
+            same(d + "fields_reading")
         mem = cli[d + "memory"]
         expect(isinstance(mem, list) and mem[0] == total_mib * MIB,
                "%smemory.total: %r, want %d MiB (the worker's TF_CUDA_MEMORY_LIMIT)" % (d, mem, total_mib))

@@ -1,19 +1,17 @@
 //! Device queries: static facts (answered from the per-device cache) and
 //! readings (asked for on every call), written into NVML's C structs with
-//! the layouts of `nvml.h`, and the process lists.
+//! the layouts of `nvml.h`, the process lists, and field values.
 
 use std::ffi::{c_char, c_int, c_uint, c_ulonglong, c_void};
 
-use tf_protocol::nvml_msgs::Query;
-use tf_protocol::status::nvml as nv;
+use tf_protocol::nvml_msgs::{FieldId, NvmlFieldValues, NvmlRequest, Query, MAX_FIELD_VALUES};
+use tf_protocol::status::nvml::{self as nv, ARGUMENT_VERSION_MISMATCH};
 use tf_protocol::Request;
 
 use super::{
     answer, ask, guard, handle, nonnull, nums, out, out_str, NvmlDevice, NvmlMemory, NvmlReturn,
 };
 
-/// `NVML_ERROR_ARGUMENT_VERSION_MISMATCH`: a versioned struct of another version.
-const ARGUMENT_VERSION_MISMATCH: NvmlReturn = 25;
 /// `NVML_VALUE_NOT_AVAILABLE` as the unsigned instance ids of a non-MIG process.
 const NO_INSTANCE: c_uint = 0xFFFF_FFFF;
 
@@ -95,6 +93,50 @@ struct ProcessV2 {
     used_gpu_memory: c_ulonglong,
     gpu_instance_id: c_uint,
     compute_instance_id: c_uint,
+}
+
+/// `nvmlGpuFabricInfo_t` (`nvmlDeviceGetGpuFabricInfo`).
+#[repr(C)]
+struct GpuFabricInfo {
+    cluster_uuid: [u8; 16],
+    status: c_uint,
+    clique_id: c_uint,
+    state: u8,
+}
+
+/// `nvmlGpuFabricInfo_v2_t`.
+#[repr(C)]
+struct GpuFabricInfoV2 {
+    version: c_uint,
+    cluster_uuid: [u8; 16],
+    status: c_uint,
+    clique_id: c_uint,
+    state: u8,
+    health_mask: c_uint,
+}
+
+/// `nvmlGpuFabricInfo_v3_t` (`nvmlGpuFabricInfoV_t`).
+#[repr(C)]
+struct GpuFabricInfoV3 {
+    version: c_uint,
+    cluster_uuid: [u8; 16],
+    status: c_uint,
+    clique_id: c_uint,
+    state: u8,
+    health_mask: c_uint,
+    health_summary: u8,
+}
+
+/// `nvmlFieldValue_t`; `value` is the 8-byte `nvmlValue_t` union.
+#[repr(C)]
+struct FieldValue {
+    field_id: c_uint,
+    scope_id: c_uint,
+    timestamp: i64,
+    latency_usec: i64,
+    value_type: c_uint,
+    nvml_return: c_uint,
+    value: u64,
 }
 
 /// Fixed-size C text from `s`, cut to fit with its NUL.
@@ -206,6 +248,10 @@ get_u32!(get_display_mode, Query::DisplayMode);
 get_u32!(get_display_active, Query::DisplayActive);
 get_u32!(get_virtualization_mode, Query::VirtualizationMode);
 get_u32!(get_max_mig_device_count, Query::MaxMigDeviceCount);
+get_u32!(get_max_pcie_generation, Query::MaxPcieLinkGeneration);
+get_u32!(get_max_pcie_width, Query::MaxPcieLinkWidth);
+get_u32!(get_curr_pcie_generation, Query::CurrPcieLinkGeneration);
+get_u32!(get_curr_pcie_width, Query::CurrPcieLinkWidth);
 
 unsafe extern "C" fn validate_inforom(dev: *mut c_void) -> NvmlReturn {
     guard(|| {
@@ -228,6 +274,173 @@ get_arg_u32!(get_temperature, Query::Temperature);
 get_arg_u32!(get_clock, Query::Clock);
 get_arg_u32!(get_app_clock, Query::AppClock);
 get_arg_u32!(get_fan_speed_of, Query::FanSpeedOf);
+get_arg_u32!(get_pcie_throughput, Query::PcieThroughput);
+get_arg_u32!(get_nvlink_state, Query::NvLinkState);
+
+/// `nvmlDeviceGetNvLinkCapability`: link and capability travel as one
+/// argument, 16 bits each; larger values name no link or capability of any
+/// NVML (36 links, 6 capabilities), so they are refused as NVML refuses
+/// an invalid link.
+unsafe extern "C" fn get_nvlink_capability(
+    dev: *mut c_void,
+    link: c_uint,
+    capability: c_uint,
+    result: *mut c_uint,
+) -> NvmlReturn {
+    guard(|| {
+        let h = handle(dev)?;
+        nonnull(result)?;
+        if link > 0xffff || capability > 0xffff {
+            return Err(nv::INVALID_ARGUMENT);
+        }
+        let [v] = nums::<1>(&answer(
+            h,
+            Query::NvLinkCapability,
+            link | capability << 16,
+        )?)?;
+        out(result, v as c_uint)
+    })
+}
+
+/// The fabric answer: `(clusterUuid, status, cliqueId, state, healthMask,
+/// healthSummary)`.
+type Fabric = ([u8; 16], c_uint, c_uint, u8, c_uint, u8);
+
+/// Asks for the fabric information by the call the application made (`arg`
+/// 0: `nvmlDeviceGetGpuFabricInfo`, else the struct version of
+/// `nvmlDeviceGetGpuFabricInfoV`), always from the worker: the probe state
+/// moves on (not started, in progress, completed) and callers poll it.
+fn fabric(h: &NvmlDevice, arg: u32) -> Result<Fabric, NvmlReturn> {
+    let [lo, hi, status, clique, state, mask, summary] =
+        nums::<7>(&answer(h, Query::GpuFabricInfo, arg)?)?;
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&lo.to_le_bytes());
+    uuid[8..].copy_from_slice(&hi.to_le_bytes());
+    Ok((
+        uuid,
+        status as c_uint,
+        clique as c_uint,
+        state as u8,
+        mask as c_uint,
+        summary as u8,
+    ))
+}
+
+unsafe extern "C" fn get_gpu_fabric_info(dev: *mut c_void, p: *mut GpuFabricInfo) -> NvmlReturn {
+    guard(|| {
+        let h = handle(dev)?;
+        nonnull(p)?;
+        let (cluster_uuid, status, clique_id, state, ..) = fabric(h, 0)?;
+        out(
+            p,
+            GpuFabricInfo {
+                cluster_uuid,
+                status,
+                clique_id,
+                state,
+            },
+        )
+    })
+}
+
+/// `nvmlDeviceGetGpuFabricInfoV`: version 2 or 3 of the struct, as the
+/// caller's `version` says; only that version's bytes are written.
+unsafe extern "C" fn get_gpu_fabric_info_v(
+    dev: *mut c_void,
+    p: *mut GpuFabricInfoV3,
+) -> NvmlReturn {
+    guard(|| {
+        let h = handle(dev)?;
+        nonnull(p)?;
+        // SAFETY: non-null; the caller passes a versioned fabric struct whose
+        // version field (first in every version) it set.
+        let version = unsafe { (*p).version };
+        if version == struct_version::<GpuFabricInfoV2>(2) {
+            let (cluster_uuid, status, clique_id, state, health_mask, _) = fabric(h, 2)?;
+            out(
+                p.cast::<GpuFabricInfoV2>(),
+                GpuFabricInfoV2 {
+                    version,
+                    cluster_uuid,
+                    status,
+                    clique_id,
+                    state,
+                    health_mask,
+                },
+            )
+        } else if version == struct_version::<GpuFabricInfoV3>(3) {
+            let (cluster_uuid, status, clique_id, state, health_mask, health_summary) =
+                fabric(h, 3)?;
+            out(
+                p,
+                GpuFabricInfoV3 {
+                    version,
+                    cluster_uuid,
+                    status,
+                    clique_id,
+                    state,
+                    health_mask,
+                    health_summary,
+                },
+            )
+        } else {
+            Err(ARGUMENT_VERSION_MISMATCH)
+        }
+    })
+}
+
+/// `nvmlDeviceGetFieldValues(device, valuesCount, values)`: the fields go to
+/// the worker, at most [`MAX_FIELD_VALUES`] a request (a longer list takes
+/// several), and each entry gets NVML's own status, type, value and timing
+/// for it; `fieldId` and `scopeId` stay as the caller set them. The call
+/// fails only as NVML's does (invalid device or arguments, a lost
+/// connection); a field the device lacks fails in its entry. The worker
+/// forwards only fields that cannot show the board's physical memory (the
+/// session sees its own limit; see `nvml_field_values` in tf-worker-core).
+unsafe extern "C" fn get_field_values(
+    dev: *mut c_void,
+    count: c_int,
+    values: *mut FieldValue,
+) -> NvmlReturn {
+    guard(|| {
+        let h = handle(dev)?;
+        nonnull(values)?;
+        let n = usize::try_from(count).map_err(|_| nv::INVALID_ARGUMENT)?;
+        // SAFETY: non-null; the caller passes `count` (>= 0) valid, writable
+        // nvmlFieldValue_t.
+        let entries = unsafe { std::slice::from_raw_parts_mut(values, n) };
+        for chunk in entries.chunks_mut(MAX_FIELD_VALUES) {
+            let fields = chunk
+                .iter()
+                .map(|e| FieldId {
+                    field: e.field_id,
+                    scope: e.scope_id,
+                })
+                .collect();
+            let r: NvmlFieldValues = ask(&Request::Nvml(NvmlRequest::FieldValues {
+                index: h.index,
+                fields,
+            }))?;
+            if r.values.len() != chunk.len() {
+                tracing::warn!(
+                    asked = chunk.len(),
+                    got = r.values.len(),
+                    "NVML field values from the worker do not match the fields asked for"
+                );
+                return Err(nv::UNKNOWN);
+            }
+            for (e, v) in chunk.iter_mut().zip(r.values) {
+                e.timestamp = v.timestamp;
+                e.latency_usec = v.latency_us;
+                e.value_type = v.value_type;
+                e.nvml_return = v.status;
+                e.value = v.value;
+            }
+        }
+        Ok(())
+    })
+}
+
 get_pair!(get_compute_capability, Query::ComputeCapability, c_int);
 get_pair!(
     get_power_limit_constraints,
@@ -558,6 +771,34 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
         (n::nvmlDeviceGetBAR1MemoryInfo, get_bar1_memory as Entry),
         (n::nvmlDeviceGetUtilizationRates, get_utilization as Entry),
         (
+            n::nvmlDeviceGetMaxPcieLinkGeneration,
+            get_max_pcie_generation as Entry,
+        ),
+        (
+            n::nvmlDeviceGetMaxPcieLinkWidth,
+            get_max_pcie_width as Entry,
+        ),
+        (
+            n::nvmlDeviceGetCurrPcieLinkGeneration,
+            get_curr_pcie_generation as Entry,
+        ),
+        (
+            n::nvmlDeviceGetCurrPcieLinkWidth,
+            get_curr_pcie_width as Entry,
+        ),
+        (n::nvmlDeviceGetPcieThroughput, get_pcie_throughput as Entry),
+        (n::nvmlDeviceGetNvLinkState, get_nvlink_state as Entry),
+        (
+            n::nvmlDeviceGetNvLinkCapability,
+            get_nvlink_capability as Entry,
+        ),
+        (n::nvmlDeviceGetGpuFabricInfo, get_gpu_fabric_info as Entry),
+        (
+            n::nvmlDeviceGetGpuFabricInfoV,
+            get_gpu_fabric_info_v as Entry,
+        ),
+        (n::nvmlDeviceGetFieldValues, get_field_values as Entry),
+        (
             n::nvmlDeviceGetComputeRunningProcesses,
             get_compute_processes_v1 as Entry,
         ),
@@ -603,6 +844,16 @@ mod tests {
         assert_eq!(size_of::<ProcessV2>(), 24);
         assert_eq!(offset_of!(ProcessV2, gpu_instance_id), 16);
         assert_eq!(size_of::<Bar1Memory>(), 24);
+        assert_eq!(size_of::<GpuFabricInfo>(), 28);
+        assert_eq!(offset_of!(GpuFabricInfo, state), 24);
+        assert_eq!(struct_version::<GpuFabricInfoV2>(2), 0x0200_0024);
+        assert_eq!(struct_version::<GpuFabricInfoV3>(3), 0x0300_0028);
+        assert_eq!(offset_of!(GpuFabricInfoV3, health_mask), 32);
+        assert_eq!(offset_of!(GpuFabricInfoV3, health_summary), 36);
+        assert_eq!(size_of::<FieldValue>(), 40);
+        assert_eq!(offset_of!(FieldValue, value_type), 24);
+        assert_eq!(offset_of!(FieldValue, nvml_return), 28);
+        assert_eq!(offset_of!(FieldValue, value), 32);
     }
 
     #[test]

@@ -10,6 +10,10 @@
  *        nvml lost                   init, print "ready", wait for a line on
  *                                    stdin (the worker is killed meanwhile),
  *                                    then calls must fail with GPU_IS_LOST
+ *        nvml requests               the calls whose request counts the test
+ *                                    reads from TF_CALL_STATS: repeated NvLink
+ *                                    capabilities (cached), repeated readings
+ *                                    (not cached), a field list of 150
  * Exit 0 and "PASS" on success; on failure one line saying what differed. */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -32,6 +36,45 @@ typedef struct {
 } pci_t;
 typedef struct { unsigned pid; unsigned long long used; } proc1_t;
 typedef struct { unsigned pid; unsigned long long used; unsigned gi, ci; } proc2_t;
+typedef struct {
+    unsigned char clusterUuid[16];
+    int status;
+    unsigned cliqueId;
+    unsigned char state;
+} fabric_t;
+typedef struct {
+    unsigned version;
+    unsigned char clusterUuid[16];
+    int status;
+    unsigned cliqueId;
+    unsigned char state;
+    unsigned healthMask;
+} fabric2_t;
+typedef struct {
+    unsigned version;
+    unsigned char clusterUuid[16];
+    int status;
+    unsigned cliqueId;
+    unsigned char state;
+    unsigned healthMask;
+    unsigned char healthSummary;
+} fabric3_t;
+typedef union {
+    double dVal;
+    int siVal;
+    unsigned uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    unsigned short usVal;
+} value_t;
+typedef struct {
+    unsigned fieldId, scopeId;
+    long long timestamp, latencyUsec;
+    int valueType;
+    int nvmlReturn;
+    value_t value;
+} field_t;
 
 enum { OK = 0, UNINIT = 1, INVALID = 2, NOT_SUPPORTED = 3, NOT_FOUND = 6, INSUFFICIENT = 7,
        GPU_IS_LOST = 15, VERSION_MISMATCH = 25 };
@@ -128,6 +171,17 @@ FN(ret_t, nvmlDeviceGetGraphicsRunningProcesses_v2, (dev_t_, unsigned *, proc2_t
 FN(ret_t, nvmlDeviceGetGraphicsRunningProcesses_v3, (dev_t_, unsigned *, proc2_t *))
 FN(ret_t, nvmlDeviceGetMPSComputeRunningProcesses_v3, (dev_t_, unsigned *, proc2_t *))
 FN(ret_t, nvmlInternalGetExportTable, (const void **, const unsigned char *))
+FN(ret_t, nvmlDeviceGetMaxPcieLinkGeneration, (dev_t_, unsigned *))
+FN(ret_t, nvmlDeviceGetMaxPcieLinkWidth, (dev_t_, unsigned *))
+FN(ret_t, nvmlDeviceGetCurrPcieLinkGeneration, (dev_t_, unsigned *))
+FN(ret_t, nvmlDeviceGetCurrPcieLinkWidth, (dev_t_, unsigned *))
+FN(ret_t, nvmlDeviceGetPcieThroughput, (dev_t_, int, unsigned *))
+FN(ret_t, nvmlDeviceGetNvLinkState, (dev_t_, unsigned, int *))
+FN(ret_t, nvmlDeviceGetNvLinkCapability, (dev_t_, unsigned, int, unsigned *))
+FN(ret_t, nvmlDeviceGetP2PStatus, (dev_t_, dev_t_, int, int *))
+FN(ret_t, nvmlDeviceGetGpuFabricInfo, (dev_t_, fabric_t *))
+FN(ret_t, nvmlDeviceGetGpuFabricInfoV, (dev_t_, fabric3_t *))
+FN(ret_t, nvmlDeviceGetFieldValues, (dev_t_, int, field_t *))
 FN(int, cuInit, (unsigned))
 FN(int, cuDeviceGetCount, (int *))
 FN(int, cuDeviceGet, (int *, int))
@@ -178,6 +232,12 @@ static void load(void) {
     LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v3); LOAD(nvml, nvmlDeviceGetGraphicsRunningProcesses);
     LOAD(nvml, nvmlDeviceGetGraphicsRunningProcesses_v2); LOAD(nvml, nvmlDeviceGetGraphicsRunningProcesses_v3);
     LOAD(nvml, nvmlDeviceGetMPSComputeRunningProcesses_v3); LOAD(nvml, nvmlInternalGetExportTable);
+    LOAD(nvml, nvmlDeviceGetMaxPcieLinkGeneration); LOAD(nvml, nvmlDeviceGetMaxPcieLinkWidth);
+    LOAD(nvml, nvmlDeviceGetCurrPcieLinkGeneration); LOAD(nvml, nvmlDeviceGetCurrPcieLinkWidth);
+    LOAD(nvml, nvmlDeviceGetPcieThroughput); LOAD(nvml, nvmlDeviceGetNvLinkState);
+    LOAD(nvml, nvmlDeviceGetNvLinkCapability); LOAD(nvml, nvmlDeviceGetP2PStatus);
+    LOAD(nvml, nvmlDeviceGetGpuFabricInfo); LOAD(nvml, nvmlDeviceGetGpuFabricInfoV);
+    LOAD(nvml, nvmlDeviceGetFieldValues);
     LOAD(cuda, cuInit); LOAD(cuda, cuDeviceGetCount); LOAD(cuda, cuDeviceGet); LOAD(cuda, cuDeviceGetName);
     LOAD(cuda, cuDeviceGetUuid); LOAD(cuda, cuDeviceGetAttribute); LOAD(cuda, cuDevicePrimaryCtxRetain);
     LOAD(cuda, cuDevicePrimaryCtxRelease_v2); LOAD(cuda, cuCtxSetCurrent); LOAD(cuda, cuMemAlloc_v2);
@@ -392,6 +452,168 @@ static void fact_checks(unsigned i, dev_t_ h) {
     RET(OK, nvmlEventSetFree(set));
 }
 
+/* PCIe, NvLink and fabric (what NCCL and XLA ask). Device 0 of the test
+ * backend has 18 NvLinks (0-3 active) and a completed fabric registration;
+ * the others have neither: NOT_SUPPORTED, forwarded as is. */
+static void link_checks(unsigned i, dev_t_ h) {
+    unsigned v = 0;
+    RET(OK, nvmlDeviceGetMaxPcieLinkGeneration(h, &v));
+    EXPECT(v == 5, "max PCIe generation %u", v);
+    RET(OK, nvmlDeviceGetMaxPcieLinkWidth(h, &v));
+    EXPECT(v == 16, "max PCIe width %u", v);
+    RET(OK, nvmlDeviceGetCurrPcieLinkGeneration(h, &v));
+    EXPECT(v == 4, "PCIe generation %u", v);
+    RET(OK, nvmlDeviceGetCurrPcieLinkWidth(h, &v));
+    EXPECT(v == 16, "PCIe width %u", v);
+    RET(OK, nvmlDeviceGetPcieThroughput(h, 0, &v));
+    EXPECT(v == 1234, "PCIe TX %u", v);
+    RET(OK, nvmlDeviceGetPcieThroughput(h, 1, &v));
+    EXPECT(v == 5678, "PCIe RX %u", v);
+    RET(INVALID, nvmlDeviceGetPcieThroughput(h, 2, &v));
+    RET(INVALID, nvmlDeviceGetPcieThroughput(h, 0, NULL));
+    RET(INVALID, nvmlDeviceGetMaxPcieLinkGeneration(h, NULL));
+    RET(INVALID, nvmlDeviceGetCurrPcieLinkGeneration(NULL, &v));
+    RET(INVALID, nvmlDeviceGetCurrPcieLinkWidth((dev_t_)0x10, &v));
+    int p2p = -1;
+    RET(OK, nvmlDeviceGetP2PStatus(h, h, 0, &p2p));
+    EXPECT(p2p == 0, "P2P with itself %d", p2p);
+
+    int state = -1;
+    if (i == 0) {
+        for (unsigned l = 0; l < 18; l++) {
+            RET(OK, nvmlDeviceGetNvLinkState(h, l, &state));
+            EXPECT(state == (l < 4), "link %u state %d", l, state);
+            /* Twice: the second answer comes from the client's cache. */
+            for (int twice = 0; twice < 2; twice++) {
+                v = 9;
+                RET(OK, nvmlDeviceGetNvLinkCapability(h, l, 0 /* P2P_SUPPORTED */, &v));
+                EXPECT(v == (l < 4), "link %u P2P %u", l, v);
+                RET(OK, nvmlDeviceGetNvLinkCapability(h, l, 5 /* VALID */, &v));
+                EXPECT(v == 1, "link %u valid %u", l, v);
+                RET(OK, nvmlDeviceGetNvLinkCapability(h, l, 1 /* SYSMEM_ACCESS */, &v));
+                EXPECT(v == 0, "link %u sysmem %u", l, v);
+            }
+        }
+        RET(INVALID, nvmlDeviceGetNvLinkState(h, 18, &state));
+        RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 18, 0, &v));
+        RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 0, 6, &v));
+        RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 0, 6, &v));
+        /* Beyond what fits the wire argument: refused in the client. */
+        RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 0x10000, 0, &v));
+        RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 0, 0x10000, &v));
+        RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 0xffffffffu, -1, &v));
+    } else {
+        RET(NOT_SUPPORTED, nvmlDeviceGetNvLinkState(h, 0, &state));
+        RET(NOT_SUPPORTED, nvmlDeviceGetNvLinkCapability(h, 0, 0, &v));
+        RET(NOT_SUPPORTED, nvmlDeviceGetNvLinkCapability(h, 0, 0, &v));
+    }
+    RET(INVALID, nvmlDeviceGetNvLinkState(h, 0, NULL));
+    RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 0, 0, NULL));
+    RET(INVALID, nvmlDeviceGetNvLinkCapability((dev_t_)0x10, 0, 0, &v));
+
+    fabric_t f;
+    fabric3_t f3;
+    memset(&f3, 0xAB, sizeof f3);
+    f3.version = (unsigned)sizeof(fabric3_t) | 3u << 24;
+    fabric2_t *f2 = (fabric2_t *)&f3;
+    if (i == 0) {
+        memset(&f, 0xAB, sizeof f);
+        RET(OK, nvmlDeviceGetGpuFabricInfo(h, &f));
+        for (int b = 0; b < 16; b++) EXPECT(f.clusterUuid[b] == 0x10 + b, "cluster uuid byte %d: %x", b, f.clusterUuid[b]);
+        EXPECT(f.status == 0 && f.cliqueId == 0x7fff && f.state == 3, "fabric %d %x %u", f.status, f.cliqueId, f.state);
+        RET(OK, nvmlDeviceGetGpuFabricInfoV(h, &f3));
+        EXPECT(f3.version == ((unsigned)sizeof(fabric3_t) | 3u << 24), "v3 version %x", f3.version);
+        for (int b = 0; b < 16; b++) EXPECT(f3.clusterUuid[b] == 0x10 + b, "v3 cluster uuid byte %d", b);
+        EXPECT(f3.status == 0 && f3.cliqueId == 0x7fff && f3.state == 3 && f3.healthMask == 0x0a &&
+                   f3.healthSummary == 1,
+               "fabric v3 %d %x %u %x %u", f3.status, f3.cliqueId, f3.state, f3.healthMask, f3.healthSummary);
+        /* Version 2 is 36 bytes: healthSummary (byte 36) stays untouched. */
+        memset(&f3, 0xAB, sizeof f3);
+        f2->version = (unsigned)sizeof(fabric2_t) | 2u << 24;
+        RET(OK, nvmlDeviceGetGpuFabricInfoV(h, &f3));
+        EXPECT(f2->cliqueId == 0x7fff && f2->state == 3 && f2->healthMask == 0x0a, "fabric v2 %x %u %x",
+               f2->cliqueId, f2->state, f2->healthMask);
+        EXPECT(f3.healthSummary == 0xAB, "fabric v2 wrote past its struct");
+    } else {
+        RET(NOT_SUPPORTED, nvmlDeviceGetGpuFabricInfo(h, &f));
+        RET(NOT_SUPPORTED, nvmlDeviceGetGpuFabricInfoV(h, &f3));
+    }
+    f3.version = 1u << 24 | 40;
+    RET(VERSION_MISMATCH, nvmlDeviceGetGpuFabricInfoV(h, &f3));
+    f3.version = 0;
+    RET(VERSION_MISMATCH, nvmlDeviceGetGpuFabricInfoV(h, &f3));
+    RET(INVALID, nvmlDeviceGetGpuFabricInfoV(h, NULL));
+    RET(INVALID, nvmlDeviceGetGpuFabricInfo(h, NULL));
+    RET(INVALID, nvmlDeviceGetGpuFabricInfo((dev_t_)0x10, &f));
+}
+
+/* nvmlDeviceGetFieldValues: per-field statuses inside a successful call,
+ * the value of each type, timestamps and latencies forwarded, ids kept. */
+#define FIELD_TIMESTAMP 1700000000000000ll
+static void field_checks(unsigned i, dev_t_ h) {
+    enum { ENERGY = 83, LINK_COUNT = 91, NVLINK_TX = 138, SLOWDOWN_TLIMIT = 194, GPU_TEMP = 308,
+           ECC_CURRENT = 1, UNKNOWN_ID = 9999 };
+    field_t f[9];
+    memset(f, 0xAB, sizeof f);
+    const unsigned ids[9][2] = {{ENERGY, 0},      {LINK_COUNT, 0},  {NVLINK_TX, 0},
+                                {NVLINK_TX, 5},   {NVLINK_TX, 18},  {SLOWDOWN_TLIMIT, 0},
+                                {GPU_TEMP, 0},    {ECC_CURRENT, 0}, {UNKNOWN_ID, 7}};
+    for (int k = 0; k < 9; k++) { f[k].fieldId = ids[k][0]; f[k].scopeId = ids[k][1]; }
+    RET(OK, nvmlDeviceGetFieldValues(h, 9, f));
+    for (int k = 0; k < 9; k++)
+        EXPECT(f[k].fieldId == ids[k][0] && f[k].scopeId == ids[k][1], "entry %d ids changed to %u %u", k,
+               f[k].fieldId, f[k].scopeId);
+    EXPECT(f[0].nvmlReturn == OK && f[0].valueType == 3 && f[0].value.ullVal == 123456789ull + i,
+           "energy %d %d %llu", f[0].nvmlReturn, f[0].valueType, f[0].value.ullVal);
+    EXPECT(f[0].timestamp == FIELD_TIMESTAMP + ENERGY && f[0].latencyUsec == 3, "energy timing %lld %lld",
+           f[0].timestamp, f[0].latencyUsec);
+    if (i == 0) {
+        EXPECT(f[1].nvmlReturn == OK && f[1].valueType == 1 && f[1].value.uiVal == 18, "link count %d %d %u",
+               f[1].nvmlReturn, f[1].valueType, f[1].value.uiVal);
+        EXPECT(f[2].nvmlReturn == OK && f[2].valueType == 3 && f[2].value.ullVal == 7, "link 0 TX %d %llu",
+               f[2].nvmlReturn, f[2].value.ullVal);
+        EXPECT(f[3].nvmlReturn == OK && f[3].value.ullVal == 5007, "link 5 TX %d %llu", f[3].nvmlReturn,
+               f[3].value.ullVal);
+        EXPECT(f[4].nvmlReturn == INVALID, "link 18 TX %d", f[4].nvmlReturn);
+    } else {
+        for (int k = 1; k <= 4; k++) EXPECT(f[k].nvmlReturn == NOT_SUPPORTED, "no NvLink: entry %d %d", k, f[k].nvmlReturn);
+    }
+    EXPECT(f[5].nvmlReturn == OK && f[5].valueType == 5 && f[5].value.siVal == -7, "T.Limit %d %d %d",
+           f[5].nvmlReturn, f[5].valueType, f[5].value.siVal);
+    EXPECT(f[6].nvmlReturn == OK && f[6].valueType == 0 && f[6].value.dVal == 35.5, "GPU temp %d %d %f",
+           f[6].nvmlReturn, f[6].valueType, f[6].value.dVal);
+    EXPECT(f[6].timestamp == FIELD_TIMESTAMP + GPU_TEMP, "GPU temp timestamp %lld", f[6].timestamp);
+    EXPECT(f[7].nvmlReturn == NOT_SUPPORTED, "a field the device lacks: %d", f[7].nvmlReturn);
+    /* An id this build does not know is never asked of the worker's NVML. */
+    EXPECT(f[8].nvmlReturn == NOT_SUPPORTED, "an unknown field id: %d", f[8].nvmlReturn);
+
+    /* Longer than one request (64): split, every entry answered in order. */
+    enum { MANY = 150 };
+    static field_t many[MANY];
+    memset(many, 0, sizeof many);
+    for (int k = 0; k < MANY; k++) { many[k].fieldId = k % 2 ? GPU_TEMP : NVLINK_TX; many[k].scopeId = k % 20; many[k].nvmlReturn = -1; }
+    RET(OK, nvmlDeviceGetFieldValues(h, MANY, many));
+    for (int k = 0; k < MANY; k++) {
+        if (k % 2) {
+            EXPECT(many[k].nvmlReturn == OK && many[k].value.dVal == 35.5, "many[%d] temp %d", k, many[k].nvmlReturn);
+        } else if (i == 0 && k % 20 < 18) {
+            EXPECT(many[k].nvmlReturn == OK && many[k].value.ullVal == (unsigned long long)(k % 20) * 1000 + 7,
+                   "many[%d] TX %d %llu", k, many[k].nvmlReturn, many[k].value.ullVal);
+        } else {
+            EXPECT(many[k].nvmlReturn == (i == 0 ? INVALID : NOT_SUPPORTED), "many[%d] %d", k, many[k].nvmlReturn);
+        }
+    }
+    /* Nothing asked: success, nothing written. Bad arguments: refused. */
+    f[0].nvmlReturn = 77;
+    RET(OK, nvmlDeviceGetFieldValues(h, 0, f));
+    EXPECT(f[0].nvmlReturn == 77, "count 0 wrote an entry");
+    RET(INVALID, nvmlDeviceGetFieldValues(h, -1, f));
+    RET(INVALID, nvmlDeviceGetFieldValues(h, -2147483647 - 1, f));
+    RET(INVALID, nvmlDeviceGetFieldValues(h, 1, NULL));
+    RET(INVALID, nvmlDeviceGetFieldValues(NULL, 1, f));
+    RET(INVALID, nvmlDeviceGetFieldValues((dev_t_)0x10, 1, f));
+}
+
 static void memory_checks(dev_t_ h, unsigned long long total, unsigned long long used) {
     mem_t m;
     RET(OK, nvmlDeviceGetMemoryInfo(h, &m));
@@ -497,6 +719,8 @@ static void all(unsigned long long total) {
         RET(OK, nvmlDeviceGetHandleByIndex_v2(i, &h));
         handle_checks(i, h);
         fact_checks(i, h);
+        link_checks(i, h);
+        field_checks(i, h);
         memory_checks(h, total, 0);
         process_checks(i, h, total);
     }
@@ -525,6 +749,23 @@ int main(int argc, char **argv) {
         RET(UNINIT, nvmlDeviceGetCount_v2(&n));
         EXPECT(nvmlErrorString(want) != NULL && strlen(nvmlErrorString(want)) > 0, "error string");
         printf("PASS %s\n", nvmlErrorString(want));
+    } else if (strcmp(argv[1], "requests") == 0) {
+        dev_t_ h;
+        unsigned v;
+        RET(OK, nvmlInit_v2());
+        RET(OK, nvmlDeviceGetHandleByIndex_v2(0, &h));
+        for (int k = 0; k < 5; k++) {
+            RET(OK, nvmlDeviceGetNvLinkCapability(h, 0, 0, &v));
+            RET(INVALID, nvmlDeviceGetNvLinkCapability(h, 18, 0, &v));
+            RET(OK, nvmlDeviceGetCurrPcieLinkGeneration(h, &v));
+            RET(OK, nvmlDeviceGetMaxPcieLinkWidth(h, &v));
+        }
+        static field_t f[150];
+        for (int k = 0; k < 150; k++) f[k].fieldId = 83;
+        RET(OK, nvmlDeviceGetFieldValues(h, 150, f));
+        EXPECT(f[149].nvmlReturn == OK && f[149].value.ullVal == 123456789ull, "last of 150");
+        RET(OK, nvmlShutdown());
+        printf("PASS\n");
     } else if (strcmp(argv[1], "lost") == 0) {
         dev_t_ h;
         mem_t m;
@@ -538,6 +779,9 @@ int main(int argc, char **argv) {
         RET(GPU_IS_LOST, nvmlDeviceGetMemoryInfo(h, &m));
         unsigned v;
         RET(GPU_IS_LOST, nvmlDeviceGetPowerUsage(h, &v));
+        RET(GPU_IS_LOST, nvmlDeviceGetCurrPcieLinkGeneration(h, &v));
+        field_t f = {.fieldId = 83};
+        RET(GPU_IS_LOST, nvmlDeviceGetFieldValues(h, 1, &f));
         printf("PASS\n");
     } else {
         printf("usage: nvml all TOTAL_MIB | expect-init-error CODE | lost\n");
