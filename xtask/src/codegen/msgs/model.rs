@@ -103,6 +103,8 @@ pub struct Variant {
     /// `(opcode, field)`: the opcode when the `opt` field is `Some`.
     pub alt: Option<(String, String)>,
     pub tag: Option<u8>,
+    /// The decoder then calls the hand-written `check` of the enum.
+    pub check: bool,
     pub line: usize,
 }
 

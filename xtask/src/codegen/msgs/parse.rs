@@ -239,6 +239,7 @@ fn variant_line(text: &str, docs: Vec<String>, line: usize) -> Result<Variant, S
         op: None,
         alt: None,
         tag: None,
+        check: false,
         line,
     };
     for t in rest {
@@ -257,6 +258,8 @@ fn variant_line(text: &str, docs: Vec<String>, line: usize) -> Result<Variant, S
         } else if let Some(n) = t.strip_prefix("tag=") {
             let n = n.parse::<u8>().map_err(|_| format!("bad tag `{t}`"))?;
             v.tag = Some(n);
+        } else if t == "check" && !v.check {
+            v.check = true;
         } else if t.contains(':') {
             let f = field(t, Vec::new(), line)?;
             match &mut v.payload {
@@ -266,7 +269,7 @@ fn variant_line(text: &str, docs: Vec<String>, line: usize) -> Result<Variant, S
             }
         } else {
             return Err(format!(
-                "cannot parse `{t}` (`@op`, `tag=N` or `name:type`)"
+                "cannot parse `{t}` (`@op`, `tag=N`, `check` or `name:type`)"
             ));
         }
     }

@@ -31,7 +31,7 @@ enum Request root calls=Core
     Hello @HELLO name:str(MAX)   # a comment
     Init @cuInit flags:x32
     Copy=copy_it @cuA @cuAAsync?stream stream:opt(x64) data:bytes
-    Part @cuB tag=0 pairs:vec(Pair, MAX)
+    Part @cuB tag=0 check pairs:vec(Pair, MAX)
     Whole @cuB tag=1 guid: [u8; 16]
     Sub(SubRequest)
 enum SubRequest calls=SubCalls
@@ -48,6 +48,7 @@ fn parses_the_grammar() {
     assert_eq!(spec.controls, [("HELLO".to_string(), 1, 1)]);
     let root = spec.root();
     assert_eq!(root.calls.as_deref(), Some("Core"));
+    assert!(root.variants[3].check && !root.variants[4].check);
     let copy = &root.variants[2];
     assert_eq!(copy.method(), "copy_it");
     assert_eq!(copy.alt, Some(("cuAAsync".into(), "stream".into())));
@@ -85,12 +86,17 @@ fn emits_codecs_and_calls() {
     let wire = &out[0].1;
     assert!(wire.starts_with("// banner\n"));
     // The tagged variants share one arm that reads the tag.
-    assert!(wire.contains("op::cuB => match r.u8()? { 0 => Self::Part"));
+    assert!(wire.contains("op::cuB => match r.u8()? { 0 => { let v = Self::Part"));
     // The option is on the wire only with the async opcode.
     assert!(wire.contains("stream: if opcode == op::cuAAsync { Some(r.u64()?) } else { None }"));
     assert!(wire.contains("Self::Copy { stream: Some(_), .. } => op::cuAAsync"));
     assert!(wire.contains("r.str(MAX)?.to_owned()"));
     assert!(wire.contains("control::HELLO => \"Hello\""));
+    // A `check` variant is handed to the enum's hand-written check.
+    assert!(wire.contains(
+        "0 => { let v = Self::Part { pairs: r.vec(MAX, Pair::get)? }; v.check().map_err(|why| r.bad(why))?; v }"
+    ), "{wire}");
+    assert!(wire.contains("1 => Self::Whole { guid: r.fixed::<16>()? }"));
     let calls = &out[1].1;
     assert!(calls.contains("fn copy_it(&mut self, stream: Option<u64>, data: &[u8]) -> Outcome;"));
     assert!(calls.contains("fn run(&mut self, job: tf_protocol::messages::Job<'_>) -> Outcome;"));

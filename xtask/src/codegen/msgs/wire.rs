@@ -457,8 +457,18 @@ impl Gen<'_> {
         );
     }
 
-    /// The constructor of `v` from the reader (the opcode is known).
+    /// The constructor of `v` from the reader (the opcode is known),
+    /// followed by the enum's hand-written `check` for a `check` variant.
     fn build(&self, v: &Variant) -> String {
+        let value = self.construct(v);
+        if v.check {
+            format!("{{ let v = {value}; v.check().map_err(|why| r.bad(why))?; v }}")
+        } else {
+            value
+        }
+    }
+
+    fn construct(&self, v: &Variant) -> String {
         match &v.payload {
             Payload::Unit => format!("Self::{}", v.name),
             Payload::Newtype(t) => format!(
@@ -505,7 +515,7 @@ impl Gen<'_> {
                 );
             } else {
                 let v = &e.variants[cands[0]];
-                reads |= !self.bound(v).is_empty();
+                reads |= v.check || !self.bound(v).is_empty();
                 let _ = write!(arms, "{pat} => {},", self.build(v));
             }
         }
