@@ -22,6 +22,7 @@ pub mod status;
 mod generated {
     pub mod ctx_msgs;
     pub mod exec_msgs;
+    pub mod graph_msgs;
     pub mod messages;
     pub mod nvml_msgs;
 }
