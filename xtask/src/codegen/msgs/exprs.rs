@@ -147,6 +147,10 @@ pub fn show(spec: &Spec, ty: &Ty, v: &V, name: &str) -> String {
             list(&Ty::Scalar(*s))
         ),
         Ty::Named(_) if spec.keyed(ty) => format!("{}.show(a)?;", v.m()),
+        // A `Copy` struct field is passed by value (clippy: needless borrow).
+        Ty::Named(n) if matches!(v, V::Place(_)) && spec.is_copy(n) => {
+            format!("a.dec({name:?}, {})?;", v.val())
+        }
         Ty::Named(_) => format!("a.dec({name:?}, {})?;", v.r()),
     }
 }

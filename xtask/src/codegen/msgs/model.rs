@@ -264,6 +264,16 @@ impl Spec {
         self.structs().find(|s| s.name == name)
     }
 
+    /// Whether a struct or enum of the file derives `Copy`.
+    pub fn is_copy(&self, name: &str) -> bool {
+        let derives = match (self.find_struct(name), self.find_enum(name)) {
+            (Some(s), _) => &s.derives,
+            (_, Some(e)) => &e.derives,
+            _ => return false,
+        };
+        derives.iter().any(|d| d == "Copy")
+    }
+
     pub fn find_enum(&self, name: &str) -> Option<&Enum> {
         self.enums().find(|e| e.name == name)
     }

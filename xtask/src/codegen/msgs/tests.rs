@@ -26,6 +26,7 @@ enum Kind +Copy
     Two @cuD
 struct Job
     kind: Kind
+    pair: Pair
     data: bytes(MAX)
 enum Request root calls=Core
     Hello @HELLO name:str(MAX)   # a comment
@@ -97,6 +98,8 @@ fn emits_codecs_and_calls() {
         "0 => { let v = Self::Part { pairs: r.vec(MAX, Pair::get)? }; v.check().map_err(|why| r.bad(why))?; v }"
     ), "{wire}");
     assert!(wire.contains("1 => Self::Whole { guid: r.fixed::<16>()? }"));
+    // A `Copy` struct field is shown by value.
+    assert!(wire.contains("a.dec(\"pair\", self.pair)?;"));
     let calls = &out[1].1;
     assert!(calls.contains("fn copy_it(&mut self, stream: Option<u64>, data: &[u8]) -> Outcome;"));
     assert!(calls.contains("fn run(&mut self, job: tf_protocol::messages::Job<'_>) -> Outcome;"));
