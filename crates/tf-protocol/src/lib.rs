@@ -23,6 +23,7 @@ mod generated {
     pub mod ctx_msgs;
     pub mod exec_msgs;
     pub mod graph_msgs;
+    pub mod mem_msgs;
     pub mod messages;
     pub mod nvml_msgs;
 }
