@@ -76,11 +76,6 @@ pub fn put(spec: &Spec, ty: &Ty, v: &V, implied: bool) -> (String, Option<String
             format!("for x in {} {{ w.{}(*x); }}", v.r(), s.rust()),
             None,
         ),
-        // A hand-written domain has its own codec.
-        Ty::Named(n) if spec.find_extern(n).is_some_and(|x| x.bulk) => {
-            (String::new(), Some(format!("{}.encode(w)", v.m())))
-        }
-        Ty::Named(n) if spec.find_extern(n).is_some() => (format!("{}.encode(w);", v.m()), None),
         Ty::Named(n) if spec.named_bulk(n) => (String::new(), Some(format!("{}.put(w)", v.m()))),
         Ty::Named(_) => (format!("{}.put(w);", v.m()), None),
     }

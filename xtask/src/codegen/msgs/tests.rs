@@ -107,42 +107,6 @@ fn emits_codecs_and_calls() {
 }
 
 #[test]
-fn hand_written_domains_hang_under_the_root() {
-    let text = GOOD.replace(
-        "    Sub(SubRequest)\n",
-        "    Sub(SubRequest)\n    Mem(MemRequest)\n",
-    ) + "extern MemRequest mem_msgs bulk\n";
-    let out = generate("", &text, &remoted()).unwrap();
-    let wire = &out[0].1;
-    assert!(wire.contains("use crate::mem_msgs::{MemRequest};"));
-    assert!(wire.contains("Mem(MemRequest<'a>)"));
-    assert!(wire.contains("Self::Mem(v) => {  v.encode(w) }"), "{wire}");
-    assert!(wire.contains(
-        "let rest = r.rest(); if let Some(v) = MemRequest::decode(opcode, rest) { return v.map(Self::Mem); }"
-    ));
-    assert!(out[1].1.contains(
-        "/// Every request of the hand-written `MemRequest`.\n    fn mem(&mut self, mem_request: tf_protocol::mem_msgs::MemRequest<'_>) -> Outcome;"
-    ));
-    let errs = generate(
-        "",
-        &format!("{text}    Bad @cuC y1:MemRequest\n"),
-        &remoted(),
-    )
-    .unwrap_err();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("can only be a `Variant(MemRequest)`")),
-        "{errs:?}"
-    );
-    let errs = generate("", &format!("{GOOD}extern Lone lone_msgs\n"), &remoted()).unwrap_err();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("must be a `Name(Lone)` variant of the root")),
-        "{errs:?}"
-    );
-}
-
-#[test]
 fn rejects_bad_specs() {
     let with = |extra: &str| format!("{GOOD}{extra}");
     let has = |errs: Vec<String>, what: &str| {
