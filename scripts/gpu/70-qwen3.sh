@@ -43,4 +43,14 @@ for net in native shmem; do
     fi
     stop_worker
 done
+# Where the host time goes: 8 tokens under cProfile, native and over SHMEM
+# (raw files profile-*.txt; the rows give the per-token time under the profiler).
+env LD_LIBRARY_PATH="$REAL_DIR" timeout 300 python3 "$PY" profile >"$O/profile-native.txt" 2>&1
+if start_worker shmem "$O/worker-profile.log"; then
+    through_client path env TF_ENABLE_LOG=1 TF_LOG_LEVEL=info TF_LOG_PATH="$O/client-profile.log" TF_CALL_STATS=1 \
+        timeout 300 python3 "$PY" profile >"$O/profile-shmem.txt" 2>&1
+    stop_worker
+fi
+row "qwen3: host-time profile (8 tokens)" INFO \
+    "native: $(grep -m1 'ms/token' "$O/profile-native.txt"); shmem: $(grep -m1 'ms/token' "$O/profile-shmem.txt" 2>/dev/null) (tables in raw profile-*.txt)"
 rm -f "$O"/*.pt

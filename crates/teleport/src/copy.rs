@@ -335,6 +335,71 @@ unsafe extern "C" fn cu_memcpy_3d_async_ptsz(p: *const RawCopy3D, s: Handle) -> 
     guard(|| copy_3d(p, Some((s, true))))
 }
 
+/// `cuMemcpy`/`cuMemcpyAsync` (unified addressing): the direction follows
+/// from what the client knows of each address: device memory it allocated
+/// (or mapped, or a module global) is the device; anything else is host
+/// memory of this process.
+fn copy_unified(
+    dst: u64,
+    src: u64,
+    n: usize,
+    stream: Option<(Handle, bool)>,
+) -> Result<(), CUresult> {
+    use crate::runtime::host_memory::is_device;
+    if n == 0 {
+        return Ok(());
+    }
+    let side = |addr: u64| Side {
+        addr,
+        host: !is_device(addr),
+        pitch: n as u64,
+        slice_rows: 1,
+    };
+    let (s, d) = (side(src), side(dst));
+    let stream = stream
+        .map(|(h, pt)| wire_stream(h as u64, pt))
+        .transpose()?;
+    // Host↔device copies take the chunked 1D paths (bulk streaming);
+    // device↔device and host↔host are one-row copies.
+    let c = session()?;
+    let ctx = current_ctx()?;
+    match (s.host, d.host) {
+        (true, false) => {
+            if let Some(st) = stream {
+                crate::graph::refuse_in_capture(st)?;
+            }
+            c.copy_to_device(
+                ctx,
+                stream,
+                dst,
+                crate::cuda::host(src as *const c_void, n)?,
+            )
+        }
+        (false, true) => {
+            if let Some(st) = stream {
+                crate::graph::refuse_in_capture(st)?;
+            }
+            c.copy_from_device(
+                ctx,
+                stream,
+                src,
+                crate::cuda::host_mut(dst as *mut c_void, n)?,
+            )
+        }
+        _ => copy(s, d, (n as u64, 1, 1), stream),
+    }
+}
+
+unsafe extern "C" fn cu_memcpy(dst: u64, src: u64, n: usize) -> CUresult {
+    guard(|| copy_unified(dst, src, n, None))
+}
+unsafe extern "C" fn cu_memcpy_async(dst: u64, src: u64, n: usize, s: Handle) -> CUresult {
+    guard(|| copy_unified(dst, src, n, Some((s, false))))
+}
+unsafe extern "C" fn cu_memcpy_async_ptsz(dst: u64, src: u64, n: usize, s: Handle) -> CUresult {
+    guard(|| copy_unified(dst, src, n, Some((s, true))))
+}
+
 unsafe extern "C" fn cu_mem_alloc_pitch(
     dptr: *mut u64,
     pitch: *mut usize,
@@ -376,6 +441,10 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
         (c::cuMemcpy3DAsync_v2, cu_memcpy_3d_async as Entry),
         (c::cuMemcpy3DAsync_v2_ptsz, cu_memcpy_3d_async_ptsz as Entry),
         (c::cuMemAllocPitch_v2, cu_mem_alloc_pitch as Entry),
+        (c::cuMemcpy, cu_memcpy as Entry),
+        (c::cuMemcpy_ptds, cu_memcpy as Entry),
+        (c::cuMemcpyAsync, cu_memcpy_async as Entry),
+        (c::cuMemcpyAsync_ptsz, cu_memcpy_async_ptsz as Entry),
     ];
     for (i, e) in entries {
         set(*i, *e);

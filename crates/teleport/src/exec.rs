@@ -30,6 +30,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tf_protocol::exec_msgs::{handle, ParamSlot};
 
+pub(crate) use module::{function_names, function_of};
 pub(crate) use stream::wire_stream;
 
 type CUresult = u32;
@@ -55,6 +56,8 @@ pub(crate) struct ModuleInfo {
     pub library: u64,
     pub functions: HashMap<String, u64>,
     pub globals: HashMap<String, (u64, u64)>,
+    /// Its functions' names, once asked (module enumeration).
+    pub names: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,6 +126,56 @@ pub(crate) fn read() -> RwLockReadGuard<'static, State> {
 
 pub(crate) fn write() -> RwLockWriteGuard<'static, State> {
     lock().write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Function objects handed out by the tools-module table's iteration
+/// (cuFFT): object address → the function's id. Such callers read the
+/// kernel name from the object (the word at offset 8, as in the driver's
+/// own function objects), so those handles are real client memory; every
+/// entry point taking a `CUfunction` maps them back with [`wire_func`].
+static ALIASES: RwLock<Option<HashMap<u64, u64>>> = RwLock::new(None);
+static HAS_ALIASES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The id of a `CUfunction` argument (an iteration object or an id).
+pub(crate) fn wire_func(h: u64) -> u64 {
+    if !HAS_ALIASES.load(Ordering::Acquire) {
+        return h;
+    }
+    ALIASES
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|m| m.get(&h).copied())
+        .unwrap_or(h)
+}
+
+/// The iteration objects of a module's functions: `(object, name)` per
+/// function, in the driver's order. Objects are made once per function
+/// and never freed, so their addresses stay valid for the process.
+pub(crate) fn function_objects(module: u64) -> Result<Vec<(usize, usize)>, CUresult> {
+    type Made = HashMap<(u64, String), (usize, usize)>;
+    static MADE: std::sync::Mutex<Option<Made>> = std::sync::Mutex::new(None);
+    let names = function_names(module)?;
+    let mut list = Vec::with_capacity(names.len());
+    for name in names {
+        let id = function_of(module, name.clone())?;
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        let made = made.get_or_insert_with(HashMap::new);
+        let (obj, text) = *made.entry((module, name.clone())).or_insert_with(|| {
+            let text = std::ffi::CString::new(name).unwrap_or_default().into_raw() as usize;
+            let obj = Box::leak(Box::new([0usize; 16]));
+            obj[1] = text;
+            (obj.as_ptr() as usize, text)
+        });
+        ALIASES
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert_with(HashMap::new)
+            .insert(obj as u64, id);
+        HAS_ALIASES.store(true, Ordering::Release);
+        list.push((obj, text));
+    }
+    Ok(list)
 }
 
 /// The current context, or 0 when the thread has none: calls that need one

@@ -365,6 +365,9 @@ impl ExecBackend for RealBackend {
         self.cuda
             .in_ctx(ctx, || self.exec.get_function(module, name))
     }
+    fn module_function_names(&self, ctx: BackendCtx, module: u64) -> BResult<Vec<String>> {
+        self.cuda.in_ctx(ctx, || self.exec.function_names(module))
+    }
     fn module_get_global(&self, ctx: BackendCtx, module: u64, name: &str) -> BResult<(u64, u64)> {
         self.cuda
             .in_ctx(ctx, || self.exec.get_global(false, module, name))

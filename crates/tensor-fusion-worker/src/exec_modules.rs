@@ -25,6 +25,9 @@ type FnLoadDataEx =
 #[rustfmt::skip]
 type FnLibLoad = unsafe extern "C" fn(*mut Ptr, *const c_void, *mut c_int, *mut Ptr, c_uint, *mut c_int, *mut Ptr, c_uint) -> CuResult;
 type FnHandle = unsafe extern "C" fn(Ptr) -> CuResult;
+type FnFuncCount = unsafe extern "C" fn(*mut c_uint, Ptr) -> CuResult;
+type FnEnumerate = unsafe extern "C" fn(*mut Ptr, c_uint, Ptr) -> CuResult;
+type FnFuncName = unsafe extern "C" fn(*mut *const c_char, Ptr) -> CuResult;
 type FnGetNamed = unsafe extern "C" fn(*mut Ptr, Ptr, *const c_char) -> CuResult;
 type FnGetGlobal = unsafe extern "C" fn(*mut u64, *mut usize, Ptr, *const c_char) -> CuResult;
 type FnGetHandle = unsafe extern "C" fn(*mut Ptr, Ptr) -> CuResult;
@@ -77,6 +80,9 @@ pub(crate) struct ModuleFns {
     occ_smem: Option<FnOccSmem>,
     occ_cluster_size: Option<FnOccCluster>,
     occ_clusters: Option<FnOccCluster>,
+    func_count: Option<FnFuncCount>,
+    enumerate: Option<FnEnumerate>,
+    func_name: Option<FnFuncName>,
 }
 
 impl ModuleFns {
@@ -89,6 +95,9 @@ impl ModuleFns {
                 load_data_ex: resolve(lib, &["cuModuleLoadDataEx"]),
                 unload: resolve(lib, &["cuModuleUnload"]),
                 get_function: resolve(lib, &["cuModuleGetFunction"]),
+                func_count: resolve(lib, &["cuModuleGetFunctionCount"]),
+                enumerate: resolve(lib, &["cuModuleEnumerateFunctions"]),
+                func_name: resolve(lib, &["cuFuncGetName"]),
                 get_global: resolve(lib, &["cuModuleGetGlobal_v2"]),
                 lib_load: resolve(lib, &["cuLibraryLoadData"]),
                 lib_unload: resolve(lib, &["cuLibraryUnload"]),
@@ -348,6 +357,33 @@ impl ExecDriver {
         check(unsafe { f(h as Ptr) })?;
         self.kept().remove(&h);
         Ok(())
+    }
+
+    /// The names of a module's functions (`cuModuleEnumerateFunctions`,
+    /// then `cuFuncGetName` of each), in the driver's order.
+    pub(crate) fn function_names(&self, module: u64) -> BResult<Vec<String>> {
+        let mut n: c_uint = 0;
+        // SAFETY: a module of this driver and a writable count.
+        check(unsafe { need(self.m.func_count)?(&mut n, module as Ptr) })?;
+        let mut fns: Vec<Ptr> = vec![std::ptr::null_mut(); n as usize];
+        // SAFETY: `fns` has room for the `n` handles asked for.
+        check(unsafe { need(self.m.enumerate)?(fns.as_mut_ptr(), n, module as Ptr) })?;
+        let get_name = need(self.m.func_name)?;
+        fns.into_iter()
+            .map(|f| {
+                let mut p: *const c_char = std::ptr::null();
+                // SAFETY: a function the driver just listed; a writable slot.
+                check(unsafe { get_name(&mut p, f) })?;
+                if p.is_null() {
+                    return Err(cu::UNKNOWN);
+                }
+                // SAFETY: the driver returns a NUL-terminated name that
+                // lives as long as the module.
+                Ok(unsafe { std::ffi::CStr::from_ptr(p) }
+                    .to_string_lossy()
+                    .into_owned())
+            })
+            .collect()
     }
 
     pub(crate) fn get_function(&self, module: u64, name: &str) -> BResult<Found> {

@@ -20,7 +20,9 @@ use crate::ProtocolError;
 mod replies;
 
 pub use crate::generated::exec_msgs::*;
-pub use replies::{Elapsed, FunctionReply, IntReply, LoadReply, OccupancyReply};
+pub use replies::{
+    Elapsed, FunctionReply, IntReply, LoadReply, Names, OccupancyReply, MAX_MODULE_FUNCTIONS,
+};
 
 /// Handle ids: a kind tag in the top 16 bits, a nonzero counter below, so a
 /// stray integer or a handle of another kind is never mistaken for one.

@@ -17,6 +17,11 @@ use crate::{HostBackend, CTX_BASE};
 pub const TEST_TABLE: [u8; 16] = *b"TF-TEST-TABLE-01";
 /// One whose first word is not a size.
 pub const TEST_TABLE_UNSIZED: [u8; 16] = *b"TF-TEST-NOSIZE-1";
+/// The tools-module table (cuFFT's module iteration), 99 words as on
+/// driver 580.
+pub const TOOLS_MODULE_TABLE: [u8; 16] = [
+    0x6e, 0x16, 0x3f, 0xbe, 0xb9, 0x58, 0x44, 0x4d, 0x83, 0x5c, 0xe1, 0x82, 0xaf, 0xf1, 0x99, 0x1e,
+];
 /// Created contexts are numbered from here (far from the primary ones).
 const CREATED_BASE: u64 = CTX_BASE + 0x10_0000;
 /// `CUDA_ERROR_UNSUPPORTED_LIMIT`.
@@ -216,6 +221,7 @@ impl CtxBackend for HostBackend {
         match *guid {
             TEST_TABLE => Ok((5 * 8, 1 << 3)),
             TEST_TABLE_UNSIZED => Ok((0, 0)),
+            TOOLS_MODULE_TABLE => Ok((99 * 8, 0)),
             _ => Err(cu::INVALID_VALUE),
         }
     }

@@ -405,6 +405,11 @@ impl ExecBackend for HostBackend {
     fn module_get_function(&self, _ctx: BackendCtx, module: u64, name: &str) -> BResult<Found> {
         self.lookup(module, name)
     }
+    fn module_function_names(&self, _ctx: BackendCtx, module: u64) -> BResult<Vec<String>> {
+        let t = self.exec.t();
+        let code = t.code(module)?;
+        Ok(code.ptx.entries.iter().map(|e| e.name.clone()).collect())
+    }
     fn module_get_global(&self, _ctx: BackendCtx, module: u64, name: &str) -> BResult<(u64, u64)> {
         self.global(module, name)
     }

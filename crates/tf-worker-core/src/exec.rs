@@ -136,6 +136,10 @@ pub trait ExecBackend {
     fn module_get_function(&self, ctx: BackendCtx, module: u64, name: &str) -> BResult<Found> {
         unsupported()
     }
+    /// The names of the module's functions, in the driver's order.
+    fn module_function_names(&self, ctx: BackendCtx, module: u64) -> BResult<Vec<String>> {
+        unsupported()
+    }
     /// `(device address, bytes)`.
     fn module_get_global(&self, ctx: BackendCtx, module: u64, name: &str) -> BResult<(u64, u64)> {
         unsupported()
@@ -394,6 +398,10 @@ impl ExecCalls for Session {
 
     fn module_get_function(&mut self, module: u64, name: String) -> Outcome {
         reply(modules::get_function(self, module, &name))
+    }
+
+    fn module_function_names(&mut self, module: u64) -> Outcome {
+        reply(modules::function_names(self, module))
     }
 
     fn module_get_global(&mut self, module: u64, name: String) -> Outcome {

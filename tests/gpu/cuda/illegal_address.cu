@@ -41,17 +41,23 @@ int main() {
     SHOW(cudaFree(d));
     EXPECT(sync != cudaSuccess, "the bad write was not reported");
 
-    // A reset gives a fresh context; everything works again.
+    // After a reset, what works again is printed, not asserted: on driver
+    // 580 (H200) cudaMalloc answers 46 right after the reset of a faulted
+    // context. The client must answer the same, and the worker must keep
+    // serving its other clients (the part's "new client" row).
     SHOW(cudaDeviceReset());
     SHOW(cudaGetLastError());
-    CK(cudaMalloc(&d, sizeof h));
-    CK(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
-    poke<<<1, 32>>>(d, 99);
-    CK(cudaGetLastError());
-    CK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
-    printf("after reset: %d %d\n", h[0], h[1]);
-    EXPECT(h[0] == 99, "after reset h[0] = %d", h[0]);
-    CK(cudaFree(d));
+    d = nullptr;
+    cudaError_t again = cudaMalloc(&d, sizeof h);
+    printf("cudaMalloc after reset -> %d %s\n", (int)again, cudaGetErrorName(again));
+    if (again == cudaSuccess) {
+        SHOW(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
+        poke<<<1, 32>>>(d, 99);
+        SHOW(cudaGetLastError());
+        SHOW(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
+        printf("after reset: %d\n", h[0]);
+        SHOW(cudaFree(d));
+    }
     printf("PASS\n");
     return 0;
 }

@@ -8,6 +8,8 @@ a native run and a remoted run can be compared:
 
     python3 qwen3_check.py run OUT.pt
     python3 qwen3_check.py compare NATIVE.pt CLIENT.pt
+    python3 qwen3_check.py profile     # 8 tokens under cProfile: where the
+                                       # host time goes (native vs client)
 """
 import sys
 import time
@@ -49,6 +51,36 @@ def run(out):
     print("tokens", tokens)
 
 
+def profile():
+    import cProfile
+    import io
+    import pstats
+
+    import torch
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    cfg = Qwen3Config(hidden_size=1024, num_hidden_layers=28, num_attention_heads=16,
+                      num_key_value_heads=8, head_dim=128, intermediate_size=3072,
+                      vocab_size=151936, tie_word_embeddings=True, initializer_range=0.08)
+    torch.manual_seed(1234)
+    model = Qwen3ForCausalLM(cfg).eval().to(device="cuda:0", dtype=torch.bfloat16)
+    ids = ((torch.arange(24) * 7919 + 11) % cfg.vocab_size).unsqueeze(0).to("cuda:0")
+    with torch.no_grad():
+        model.generate(ids, max_new_tokens=4, do_sample=False)  # warm up
+        torch.cuda.synchronize()
+        prof = cProfile.Profile()
+        t0 = time.time()
+        prof.enable()
+        model.generate(ids, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+        torch.cuda.synchronize()
+        prof.disable()
+        dt = time.time() - t0
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+    print(f"{dt / 8 * 1000:.1f} ms/token under cProfile")
+    print(out.getvalue())
+
+
 def compare(a, b):
     import torch
 
@@ -68,5 +100,7 @@ def compare(a, b):
 if __name__ == "__main__":
     if sys.argv[1] == "run":
         run(sys.argv[2])
+    elif sys.argv[1] == "profile":
+        profile()
     else:
         sys.exit(compare(sys.argv[2], sys.argv[3]))

@@ -67,7 +67,7 @@ fn set_attribute(
 unsafe extern "C" fn cu_func_get_attribute(pi: *mut c_int, attrib: c_int, f: Handle) -> CUresult {
     guard(|| {
         let ctx = ctx_or_zero()?;
-        let func = f as u64;
+        let func = super::wire_func(f as u64);
         let v = attribute(func, (attrib, -1), || ExecRequest::FuncGetAttribute {
             ctx,
             func,
@@ -80,7 +80,7 @@ unsafe extern "C" fn cu_func_get_attribute(pi: *mut c_int, attrib: c_int, f: Han
 unsafe extern "C" fn cu_func_set_attribute(f: Handle, attrib: c_int, value: c_int) -> CUresult {
     guard(|| {
         let ctx = ctx_or_zero()?;
-        let func = f as u64;
+        let func = super::wire_func(f as u64);
         set_attribute(func, (attrib, -1), value, || {
             ExecRequest::FuncSetAttribute {
                 ctx,
@@ -96,7 +96,7 @@ unsafe extern "C" fn cu_func_set_attribute(f: Handle, attrib: c_int, value: c_in
 unsafe extern "C" fn cu_func_set_cache_config(f: Handle, config: c_uint) -> CUresult {
     guard(|| {
         let ctx = ctx_or_zero()?;
-        let func = f as u64;
+        let func = super::wire_func(f as u64);
         read().funcs.get(&func).ok_or(cu::INVALID_HANDLE)?;
         session()?.call::<()>(&Request::Exec(ExecRequest::FuncSetCacheConfig {
             ctx,
@@ -151,7 +151,10 @@ unsafe extern "C" fn cu_func_get_param_info(
 ) -> CUresult {
     guard(|| {
         let s = read();
-        let info = s.funcs.get(&(f as u64)).ok_or(cu::INVALID_HANDLE)?;
+        let info = s
+            .funcs
+            .get(&super::wire_func(f as u64))
+            .ok_or(cu::INVALID_HANDLE)?;
         let layout = info.layout.as_ref().ok_or(cu::NOT_SUPPORTED)?;
         let p = layout.get(index).ok_or(cu::INVALID_VALUE)?;
         if !offset.is_null() {
@@ -201,7 +204,7 @@ unsafe extern "C" fn cu_occupancy_max_active_blocks(
             dynamic_smem: smem as u64,
             flags: None,
         };
-        out(n, occupancy(f as u64, q)?.0 as c_int)
+        out(n, occupancy(super::wire_func(f as u64), q)?.0 as c_int)
     })
 }
 
@@ -218,7 +221,7 @@ unsafe extern "C" fn cu_occupancy_max_active_blocks_flags(
             dynamic_smem: smem as u64,
             flags: Some(flags),
         };
-        out(n, occupancy(f as u64, q)?.0 as c_int)
+        out(n, occupancy(super::wire_func(f as u64), q)?.0 as c_int)
     })
 }
 
@@ -251,7 +254,7 @@ fn potential_block_size(
         flags,
         smem_by_block_size: table,
     };
-    let (g, b) = occupancy(f as u64, q)?;
+    let (g, b) = occupancy(super::wire_func(f as u64), q)?;
     out(min_grid, g as c_int)?;
     out(block, b as c_int)
 }
@@ -290,7 +293,7 @@ unsafe extern "C" fn cu_occupancy_available_dynamic_smem(
             num_blocks,
             block_size,
         };
-        out(size, occupancy(f as u64, q)?.0 as usize)
+        out(size, occupancy(super::wire_func(f as u64), q)?.0 as usize)
     })
 }
 
@@ -304,7 +307,11 @@ unsafe extern "C" fn cu_occupancy_max_potential_cluster_size(
         let shape = unsafe { super::launch::shape_of(config, false) }?;
         out(
             n,
-            occupancy(f as u64, Occupancy::MaxPotentialClusterSize(shape))?.0 as c_int,
+            occupancy(
+                super::wire_func(f as u64),
+                Occupancy::MaxPotentialClusterSize(shape),
+            )?
+            .0 as c_int,
         )
     })
 }
@@ -319,7 +326,11 @@ unsafe extern "C" fn cu_occupancy_max_active_clusters(
         let shape = unsafe { super::launch::shape_of(config, false) }?;
         out(
             n,
-            occupancy(f as u64, Occupancy::MaxActiveClusters(shape))?.0 as c_int,
+            occupancy(
+                super::wire_func(f as u64),
+                Occupancy::MaxActiveClusters(shape),
+            )?
+            .0 as c_int,
         )
     })
 }

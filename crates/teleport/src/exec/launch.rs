@@ -167,7 +167,7 @@ unsafe fn launch(
     extra: *const *const c_void,
 ) -> Result<(), CUresult> {
     let ctx = ctx_or_zero()?;
-    let func = f as u64;
+    let func = super::wire_func(f as u64);
     let layout = read()
         .funcs
         .get(&func)

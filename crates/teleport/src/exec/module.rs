@@ -290,35 +290,89 @@ fn remember(r: FunctionReply, kernel: bool, owner: u64) -> u64 {
     r.handle
 }
 
+/// A module's function by name: cached, else looked up on the worker.
+pub(crate) fn function_of(id: u64, name: String) -> Result<u64, CUresult> {
+    let owner = {
+        let s = read();
+        let info = s.modules.get(&id).ok_or(cu::INVALID_HANDLE)?;
+        if let Some(h) = info.functions.get(&name) {
+            return Ok(*h);
+        }
+        if info.library != 0 {
+            info.library
+        } else {
+            id
+        }
+    };
+    let r = session()?.call::<FunctionReply>(&Request::Exec(ExecRequest::ModuleGetFunction {
+        module: id,
+        name: name.clone(),
+    }))?;
+    let h = remember(r, false, owner);
+    if let Some(info) = write().modules.get_mut(&id) {
+        info.functions.insert(name, h);
+    }
+    Ok(h)
+}
+
 unsafe extern "C" fn cu_module_get_function(
     f: *mut Handle,
     m: Handle,
     name: *const c_char,
 ) -> CUresult {
     guard(|| {
-        let (id, name) = (m as u64, name_arg(name)?);
-        let owner = {
-            let s = read();
-            let info = s.modules.get(&id).ok_or(cu::INVALID_HANDLE)?;
-            if let Some(h) = info.functions.get(&name) {
-                return out(f, *h as Handle);
-            }
-            if info.library != 0 {
-                info.library
-            } else {
-                id
-            }
-        };
-        let r =
-            session()?.call::<FunctionReply>(&Request::Exec(ExecRequest::ModuleGetFunction {
-                module: id,
-                name: name.clone(),
-            }))?;
-        let h = remember(r, false, owner);
-        if let Some(info) = write().modules.get_mut(&id) {
-            info.functions.insert(name, h);
-        }
+        let h = function_of(m as u64, name_arg(name)?)?;
         out(f, h as Handle)
+    })
+}
+
+/// The names of a module's functions, in the driver's order (asked once
+/// per module).
+pub(crate) fn function_names(id: u64) -> Result<Vec<String>, CUresult> {
+    if let Some(n) = read()
+        .modules
+        .get(&id)
+        .ok_or(cu::INVALID_HANDLE)?
+        .names
+        .clone()
+    {
+        return Ok(n);
+    }
+    let names = session()?
+        .call::<tf_protocol::exec_msgs::Names>(&Request::Exec(ExecRequest::ModuleFunctionNames {
+            module: id,
+        }))?
+        .0;
+    if let Some(info) = write().modules.get_mut(&id) {
+        info.names = Some(names.clone());
+    }
+    Ok(names)
+}
+
+unsafe extern "C" fn cu_module_get_function_count(count: *mut c_uint, m: Handle) -> CUresult {
+    guard(|| {
+        let n = function_names(m as u64)?.len();
+        out(count, n as c_uint)
+    })
+}
+
+unsafe extern "C" fn cu_module_enumerate_functions(
+    fns: *mut Handle,
+    n: c_uint,
+    m: Handle,
+) -> CUresult {
+    guard(|| {
+        if fns.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        let id = m as u64;
+        let names = function_names(id)?;
+        for (i, name) in names.into_iter().take(n as usize).enumerate() {
+            let h = function_of(id, name)?;
+            // SAFETY: the caller provides room for `n` handles.
+            unsafe { fns.add(i).write(h as Handle) };
+        }
+        Ok(())
     })
 }
 
@@ -347,6 +401,12 @@ unsafe extern "C" fn cu_module_get_global(
                 if let Some(info) = write().modules.get_mut(&id) {
                     info.globals.insert(name, v);
                 }
+                // Device memory for unified-address copies and pointer queries.
+                crate::runtime::host_memory::device_allocated(
+                    crate::exec::ctx_or_zero()?,
+                    v.0,
+                    v.1,
+                );
                 v
             }
         };
@@ -593,6 +653,7 @@ unsafe extern "C" fn cu_library_get_global(
                 if let Some(info) = write().libraries.get_mut(&id) {
                     info.globals.insert(key, v);
                 }
+                crate::runtime::host_memory::device_allocated(ctx, v.0, v.1);
                 v
             }
         };
@@ -639,6 +700,14 @@ pub(super) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     use crate::Entry;
     use tf_api::cuda_fn as c;
     set(c::cuModuleLoad, cu_module_load as Entry);
+    set(
+        c::cuModuleGetFunctionCount,
+        cu_module_get_function_count as Entry,
+    );
+    set(
+        c::cuModuleEnumerateFunctions,
+        cu_module_enumerate_functions as Entry,
+    );
     set(c::cuModuleLoadData, cu_module_load_data as Entry);
     set(c::cuModuleLoadDataEx, cu_module_load_data_ex as Entry);
     set(c::cuModuleLoadFatBinary, cu_module_load_fat_binary as Entry);

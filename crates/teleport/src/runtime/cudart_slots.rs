@@ -384,6 +384,42 @@ pub(super) unsafe extern "C" fn stream_tools_id(
     })
 }
 
+/// The tools-module table's function visitor: `(user, function, name)`.
+type Visitor = unsafe extern "C" fn(*mut c_void, *mut c_void, u64);
+
+/// TOOLS_MODULE (`6e163fbe`) [7]: (ctx, module, visitor, user) calls the
+/// visitor once per function of the module, in the driver's order, with a
+/// function object whose word at offset 8 is the name, and the name; it
+/// returns the number of functions (measured on driver 580 by
+/// `tests/gpu/private/module_iter.c`; cuFFT iterates its modules so).
+pub(super) unsafe extern "C" fn module_functions(
+    _ctx: CUcontext,
+    module: CUmodule,
+    visit: Option<Visitor>,
+    user: *mut c_void,
+) -> usize {
+    let r = std::panic::catch_unwind(|| -> Result<usize, CUresult> {
+        let visit = visit.ok_or(cu::INVALID_VALUE)?;
+        let list = crate::exec::function_objects(module as u64)?;
+        for (obj, name) in &list {
+            // SAFETY: the application's visitor with its own argument, a
+            // function object that lives for the process, and its name.
+            unsafe { visit(user, *obj as *mut c_void, *name as u64) };
+        }
+        Ok(list.len())
+    });
+    match r {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            if super::may_log() {
+                tracing::debug!(status = e, "module function iteration failed");
+            }
+            0
+        }
+        Err(_) => 0,
+    }
+}
+
 /// CTX_CREATE_BYPASS[1]: `cuCtxCreate_v2`'s arguments and meaning.
 pub(super) unsafe extern "C" fn ctx_create_bypass(
     pctx: *mut CUcontext,

@@ -19,6 +19,7 @@
 //! | `f8cff951` | runtime requirements / logging | 3 | log message [1] |
 //! | `21318c60` | tools context (cuBLAS, cuFFT, cuSOLVER) | 93 | context id [4], stream id of a tools handle [39], a stream's tools handle [51] |
 //! | `0ca50b8c` | context-create bypass | 2 | `cuCtxCreate_v2` [1] |
+//! | `6e163fbe` | tools module (cuFFT) | 99, sized from the worker | module function iteration [7] |
 //!
 //! Every other slot of these tables, and every slot of a table we do not
 //! know (sized from the worker's driver), is a *trap*: a distinct function
@@ -39,6 +40,10 @@ use tf_protocol::Request;
 
 use super::{cudart_slots as s, integrity};
 use crate::cuda::{guard, session};
+
+/// The tools-module table (cuFFT): built like an unknown table from the
+/// worker's driver, with its module function iteration [7] implemented.
+const TOOLS_MODULE: [u8; 16] = guid("6e163fbeb958444d835ce182aff1991e");
 
 /// Table ids (indices into [`TABLES`]); the known tables come first.
 pub(crate) const CUDART: usize = 0;
@@ -370,7 +375,11 @@ fn unknown_table(guid: &[u8; 16]) -> Result<&'static [usize], u32> {
         if slots > MAX_SLOTS {
             tracing::warn!(guid = %guid_text(guid), slots, "export table larger than {MAX_SLOTS} slots; answering its first {MAX_SLOTS}");
         }
-        let t = trap_table(id, slots, size_word, nulls);
+        let mut t = trap_table(id, slots, size_word, nulls);
+        if *guid == TOOLS_MODULE && t.len() > 7 {
+            // Sized from the worker's driver, one slot implemented here.
+            t[7] = s::module_functions as *const () as usize;
+        }
         let _ = TABLES[id].set(t.into_boxed_slice());
         Ok(id)
     })();

@@ -103,6 +103,12 @@ pub(crate) fn device_range_freed(start: u64, size: u64) {
     ranges().retain(|s, x| !(x.kind == Kind::Device && *s >= start && *s < end));
 }
 
+/// Whether `p` lies in device memory this client knows (allocations, pool
+/// allocations, VMM mappings, module globals).
+pub(crate) fn is_device(p: u64) -> bool {
+    find(p).is_some_and(|(_, x)| x.kind == Kind::Device)
+}
+
 /// Whether `p` lies in host memory this client tracks (pinned or registered).
 pub(crate) fn is_host(p: u64) -> bool {
     find(p).is_some_and(|(_, x)| x.kind != Kind::Device)

@@ -4,6 +4,29 @@ use super::{bad, count, ParamSlot, MAX_JIT_OPTIONS, MAX_LOG, MAX_PARAMS};
 use crate::codec::{Reader, Writer};
 use crate::{Body, ProtocolError};
 
+/// Most functions one module may list.
+pub const MAX_MODULE_FUNCTIONS: usize = 1 << 16;
+
+/// The names of a module's functions, in the driver's order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Names(pub Vec<String>);
+
+impl Body for Names {
+    fn put(&self, w: &mut Writer) {
+        w.u32(self.0.len() as u32);
+        for n in &self.0 {
+            w.str(n);
+        }
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        let n = count(r, MAX_MODULE_FUNCTIONS, "function names")?;
+        let names = (0..n)
+            .map(|_| Ok(r.str(super::MAX_NAME)?.to_owned()))
+            .collect::<Result<Vec<_>, ProtocolError>>()?;
+        Ok(Names(names))
+    }
+}
+
 /// The answer to a function or kernel lookup: the worker's id and, when the
 /// driver reports it, the parameter layout.
 #[derive(Debug, Clone, PartialEq, Eq)]

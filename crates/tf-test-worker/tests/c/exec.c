@@ -107,6 +107,9 @@ FN(CUresult, cuOccupancyMaxActiveBlocksPerMultiprocessorWithFlags, (int *, CUfun
 FN(CUresult, cuOccupancyMaxPotentialBlockSize, (int *, int *, CUfunction, size_t (*)(int), size_t, int))
 FN(CUresult, cuOccupancyAvailableDynamicSMemPerBlock, (size_t *, CUfunction, int, int))
 FN(CUresult, cuOccupancyMaxActiveClusters, (int *, CUfunction, const CUlaunchConfig *))
+FN(CUresult, cuModuleGetFunctionCount, (unsigned *, CUmodule))
+FN(CUresult, cuModuleEnumerateFunctions, (CUfunction *, unsigned, CUmodule))
+FN(CUresult, cuGetExportTable, (const void **, const unsigned char *))
 FN(CUresult, cuLaunchKernel, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **))
 FN(CUresult, cuLaunchKernel_ptsz, (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, CUstream, void **, void **))
 FN(CUresult, cuLaunchKernelEx, (const CUlaunchConfig *, CUfunction, void **, void **))
@@ -212,6 +215,7 @@ static void load(void) {
     LOAD(cuStreamGetPriority); LOAD(cuStreamGetFlags); LOAD(cuStreamGetCtx); LOAD(cuStreamIsCapturing); LOAD(cuStreamGetCaptureInfo_v2);
     LOAD(cuEventCreate); LOAD(cuEventRecord); LOAD(cuEventRecordWithFlags); LOAD(cuEventSynchronize);
     LOAD(cuEventQuery); LOAD(cuEventElapsedTime_v2); LOAD(cuEventDestroy_v2);
+    LOAD(cuModuleGetFunctionCount); LOAD(cuModuleEnumerateFunctions); LOAD(cuGetExportTable);
     LOAD(cuModuleLoad); LOAD(cuModuleLoadData); LOAD(cuModuleLoadDataEx); LOAD(cuModuleLoadFatBinary);
     LOAD(cuModuleUnload); LOAD(cuModuleGetFunction); LOAD(cuModuleGetGlobal_v2); LOAD(cuModuleGetLoadingMode);
     LOAD(cuLibraryLoadData); LOAD(cuLibraryUnload); LOAD(cuLibraryGetKernel); LOAD(cuLibraryGetModule);
@@ -229,6 +233,18 @@ static void expect_param(CUfunction f, size_t i, size_t off, size_t size) {
     EXPECT(o == off && s == size, "param %zu at %zu size %zu, expected %zu/%zu", i, o, s, off, size);
 }
 
+static int visits;
+static CUfunction iter_add;
+static void visit(void *user, CUfunction fn, uint64_t name) {
+    const char *n = (const char *)(uintptr_t)name;
+    if (user != (void *)0x77 || !n || *(const uint64_t *)((const char *)fn + 8) != name) {
+        printf("FAIL module iteration visitor got user %p name %p\n", user, (void *)n);
+        exit(1);
+    }
+    if (strcmp(n, "vec_add") == 0) iter_add = fn;
+    visits++;
+}
+
 static void modules(CUcontext ctx, CUfunction *f_add, CUfunction *f_bv, CUlibrary *lib_out) {
     CUmodule m, m2;
     CUfunction f;
@@ -244,6 +260,27 @@ static void modules(CUcontext ctx, CUfunction *f_add, CUfunction *f_bv, CUlibrar
     size_t o, s;
     EXPECT_RC(INVALID_VALUE, cuFuncGetParamInfo(*f_bv, 4, &o, &s));
     EXPECT_RC(NOT_FOUND, cuModuleGetFunction(&f, m, "no_such_kernel"));
+
+    /* Enumeration, public and through cuFFT's private module iteration
+     * (tools-module table 6e163fbe, slot 7: a visitor per function with a
+     * function object whose word at offset 8 is the name; returns the count). */
+    unsigned nf = 0;
+    CHECK(cuModuleGetFunctionCount(&nf, m));
+    EXPECT(nf == 2, "function count %u", nf);
+    CUfunction listed[2] = {0, 0};
+    CHECK(cuModuleEnumerateFunctions(listed, 2, m));
+    EXPECT((listed[0] == *f_add && listed[1] == *f_bv) || (listed[1] == *f_add && listed[0] == *f_bv),
+           "enumerated functions are not the looked-up ones");
+    static const unsigned char tools_module[16] = {0x6e, 0x16, 0x3f, 0xbe, 0xb9, 0x58, 0x44, 0x4d,
+                                                   0x83, 0x5c, 0xe1, 0x82, 0xaf, 0xf1, 0x99, 0x1e};
+    const uintptr_t *tm = 0;
+    CHECK(cuGetExportTable((const void **)&tm, tools_module));
+    EXPECT(tm[0] == 99 * 8, "tools-module table size word %lu", (unsigned long)tm[0]);
+    size_t (*iterate)(CUcontext, CUmodule, void (*)(void *, CUfunction, uint64_t), void *) = (void *)tm[7];
+    visits = 0;
+    EXPECT(iterate(0, m, visit, (void *)0x77) == 2 && visits == 2, "module iteration visited %d", visits);
+    /* An iteration object works wherever a CUfunction does. */
+    expect_param(iter_add, 3, 24, 4);
 
     /* A module global behaves as the session's memory. */
     CUdeviceptr g;

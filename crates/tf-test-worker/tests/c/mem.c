@@ -117,6 +117,8 @@ FN(CUresult, cuMemcpy2D_v2, (const CUDA_MEMCPY2D *))
 FN(CUresult, cuMemcpy2DAsync_v2, (const CUDA_MEMCPY2D *, CUstream))
 FN(CUresult, cuMemcpy3D_v2, (const CUDA_MEMCPY3D *))
 FN(CUresult, cuMemsetD2D8_v2, (CUdeviceptr, size_t, unsigned char, size_t, size_t))
+FN(CUresult, cuMemcpy, (CUdeviceptr, CUdeviceptr, size_t))
+FN(CUresult, cuMemcpyAsync, (CUdeviceptr, CUdeviceptr, size_t, CUstream))
 FN(CUresult, cuStreamBeginCapture_v2, (CUstream, int))
 FN(CUresult, cuStreamEndCapture, (CUstream, CUgraph *))
 FN(CUresult, cuStreamIsCapturing, (CUstream, int *))
@@ -178,7 +180,7 @@ static void load(void) {
     LOAD(cuGraphInstantiateWithFlags); LOAD(cuGraphLaunch); LOAD(cuGraphGetNodes);
     LOAD(cuGraphExecDestroy); LOAD(cuGraphDestroy); LOAD(cuStreamGetId);
     LOAD(cuMemAllocPitch_v2); LOAD(cuMemcpy2D_v2); LOAD(cuMemcpy2DAsync_v2); LOAD(cuMemcpy3D_v2);
-    LOAD(cuMemsetD2D8_v2);
+    LOAD(cuMemsetD2D8_v2); LOAD(cuMemcpy); LOAD(cuMemcpyAsync);
 }
 
 static CUcontext setup(void) {
@@ -511,6 +513,26 @@ static void copies(CUstream s) {
     for (int i = 0; i < W; i++) EXPECT(dst[i] == 0x42, "2D memset byte %d = %x", i, dst[i]);
     CHECK(cuMemFree_v2(d));
     CHECK(cuMemFree_v2(d2));
+    /* Unified-address copies: the direction comes from what each address is. */
+    {
+        enum { N = 3000 };
+        unsigned char a[N], b[N];
+        fill(a, N, 11);
+        memset(b, 0, N);
+        CUdeviceptr u1, u2;
+        CHECK(cuMemAlloc_v2(&u1, N));
+        CHECK(cuMemAlloc_v2(&u2, N));
+        CHECK(cuMemcpy(u1, (CUdeviceptr)(uintptr_t)a, N));          /* host to device */
+        CHECK(cuMemcpyAsync(u2, u1, N, s));                         /* device to device */
+        CHECK(cuMemcpyAsync((CUdeviceptr)(uintptr_t)b, u2, N, s));  /* device to host */
+        CHECK(cuStreamSynchronize(s));
+        EXPECT(memcmp(a, b, N) == 0, "unified copies differ");
+        memset(b, 0, N);
+        CHECK(cuMemcpy((CUdeviceptr)(uintptr_t)b, (CUdeviceptr)(uintptr_t)a, N)); /* host to host */
+        EXPECT(memcmp(a, b, N) == 0, "host-to-host unified copy differs");
+        CHECK(cuMemFree_v2(u1));
+        CHECK(cuMemFree_v2(u2));
+    }
     /* cuMemFree also frees a stream-ordered allocation. */
     CUdeviceptr p = 0;
     CHECK(cuMemAllocAsync(&p, 4096, s));

@@ -191,6 +191,19 @@ fn cached(s: &Session, key: &(u64, String, bool)) -> Option<FunctionReply> {
     })
 }
 
+/// The names of a loaded module's functions (at most
+/// `MAX_MODULE_FUNCTIONS`: the reply must stay decodable).
+pub(super) fn function_names(
+    s: &mut Session,
+    module: u64,
+) -> Result<tf_protocol::exec_msgs::Names, Status> {
+    let (ctx, real, _) = loaded(s, module, false)?;
+    let mut names = s.worker.backend().module_function_names(ctx, real)?;
+    names.retain(|n| n.len() <= tf_protocol::exec_msgs::MAX_NAME);
+    names.truncate(tf_protocol::exec_msgs::MAX_MODULE_FUNCTIONS);
+    Ok(tf_protocol::exec_msgs::Names(names))
+}
+
 pub(super) fn get_function(
     s: &mut Session,
     module: u64,
