@@ -197,10 +197,6 @@ impl<'a> Reader<'a> {
             why: "invalid UTF-8",
         })
     }
-    /// Everything left, borrowed (for a hand-written decoder).
-    pub fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
-    }
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }

@@ -66,14 +66,6 @@ impl Args<'_, '_> {
         }
     }
 
-    /// A hand-written request as `Debug` shows it (no name).
-    pub fn debug(&mut self, v: &impl fmt::Debug) -> fmt::Result {
-        if !std::mem::take(&mut self.first) {
-            self.f.write_str(", ")?;
-        }
-        write!(self.f, "{v:?}")
-    }
-
     /// Bulk data: only its length.
     pub fn bulk(&mut self, name: &str, len: usize) -> fmt::Result {
         self.name(name)?;
@@ -107,14 +99,6 @@ impl Args<'_, '_> {
         }
         self.f.write_str("]")
     }
-}
-
-/// The CUDA or NVML function of a remoted opcode (`tf_api::REMOTED`).
-pub fn api_name(opcode: u32) -> Option<&'static str> {
-    Some(match tf_api::remoted_by_opcode(opcode)? {
-        (i, tf_api::Api::Cuda, ..) => tf_api::CUDA_NAMES[*i],
-        (i, tf_api::Api::Nvml, ..) => tf_api::NVML_NAMES[*i],
-    })
 }
 
 /// A list item in decimal (or a struct's `{fields}`).

@@ -85,7 +85,7 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_bytes_never_panic(opcode in prop_oneof![0u32..8, 995u32..1040, 2995u32..3015, any::<u32>()],
+    fn arbitrary_bytes_never_panic(opcode in prop_oneof![0u32..8, 995u32..1040, 1795u32..1915, 2995u32..3015, any::<u32>()],
                                    bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = FrameHeader::decode(&bytes);
         let _ = Request::decode(opcode, &bytes);

@@ -2,7 +2,8 @@
 //!
 //! Domain module of the worker: the backend methods (each `NOT_SUPPORTED`
 //! by default), the per-session tables of graphs and executable graphs (by
-//! the ids the client minted) and the dispatch.
+//! the ids the client minted) and its requests (the generated `GraphCalls`
+//! trait).
 //!
 //! Isolation. Captures always run in thread-local mode on the session's
 //! thread: in global mode the driver would refuse "unsafe" calls of every
@@ -18,10 +19,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tf_protocol::graph_msgs::{handle, GraphRequest};
+use tf_protocol::graph_msgs::handle;
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
+use crate::calls::GraphCalls;
 use crate::exec::resolve_stream;
 use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
@@ -119,11 +121,11 @@ impl GraphState {
     }
 }
 
-fn graph(s: &Session, id: u64) -> Result<(u64, BackendCtx), Status> {
+fn find_graph(s: &Session, id: u64) -> Result<(u64, BackendCtx), Status> {
     s.graph.graphs.get(&id).copied().ok_or(cu::INVALID_VALUE)
 }
 
-fn exec(s: &Session, id: u64) -> Result<(u64, BackendCtx), Status> {
+fn find_exec(s: &Session, id: u64) -> Result<(u64, BackendCtx), Status> {
     s.graph.execs.get(&id).copied().ok_or(cu::INVALID_VALUE)
 }
 
@@ -143,119 +145,137 @@ pub(crate) fn refuse_host_copy_in_capture(
     }
 }
 
-pub(crate) fn dispatch(s: &mut Session, r: GraphRequest) -> Outcome {
-    let w = Arc::clone(&s.worker);
-    let b = w.backend();
-    use GraphRequest as G;
-    match r {
-        G::BeginCapture {
-            ctx,
-            stream,
-            graph: id,
-            mode,
-        } => reply((|| {
-            s.take_deferred()?;
-            if !handle::is(handle::GRAPH, id) || s.graph.graphs.contains_key(&id) || mode > 2 {
+/// The capture and graph requests. Ids are the client's; every one is
+/// checked against this session's tables before the backend sees it.
+impl GraphCalls for Session {
+    fn begin_capture(&mut self, ctx: u64, stream: u64, graph: u64, mode: u32) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            self.take_deferred()?;
+            if !handle::is(handle::GRAPH, graph)
+                || self.graph.graphs.contains_key(&graph)
+                || mode > 2
+            {
                 return Err(cu::INVALID_VALUE);
             }
-            let (c, st) = resolve_stream(s, ctx, stream, None)?;
-            let real = b.begin_capture(c, st)?;
-            s.graph.graphs.insert(id, (real, c));
-            s.graph.capturing.insert(real, id);
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
+            let real = w.backend().begin_capture(c, st)?;
+            self.graph.graphs.insert(graph, (real, c));
+            self.graph.capturing.insert(real, graph);
             Ok(())
-        })()),
-        G::EndCapture { ctx, stream } => reply((|| {
-            let (c, st) = resolve_stream(s, ctx, stream, None)?;
+        })())
+    }
+
+    fn end_capture(&mut self, ctx: u64, stream: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        let b = w.backend();
+        reply((|| {
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
             let (_, _, building) = b.capture_info(c, st)?;
-            let id = s.graph.capturing.remove(&building);
+            let id = self.graph.capturing.remove(&building);
             match b.end_capture(c, st) {
                 Ok(real) => {
                     if let Some(id) = id {
-                        s.graph.graphs.insert(id, (real, c));
+                        self.graph.graphs.insert(id, (real, c));
                     }
                     Ok(())
                 }
                 Err(e) => {
                     // An invalidated capture yields no graph (the driver drops it).
                     if let Some(id) = id {
-                        s.graph.graphs.remove(&id);
+                        self.graph.graphs.remove(&id);
                     }
                     Err(e)
                 }
             }
-        })()),
-        G::CaptureInfo { ctx, stream } => reply((|| {
-            let (c, st) = resolve_stream(s, ctx, stream, None)?;
-            let (status, id, real) = b.capture_info(c, st)?;
-            let graph = s.graph.capturing.get(&real).copied().unwrap_or(0);
+        })())
+    }
+
+    fn capture_info(&mut self, ctx: u64, stream: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
+            let (status, id, real) = w.backend().capture_info(c, st)?;
+            let graph = self.graph.capturing.get(&real).copied().unwrap_or(0);
             Ok((u64::from(status), id, graph))
-        })()),
-        G::CaptureMode { mode } => reply((|| {
+        })())
+    }
+
+    fn capture_mode(&mut self, mode: u32) -> Outcome {
+        reply((|| {
             if mode > MODE_RELAXED {
                 return Err(cu::INVALID_VALUE);
             }
-            b.capture_mode(mode)
-        })()),
-        G::Instantiate {
-            ctx: _,
-            graph: id,
-            exec: eid,
-            flags,
-        } => reply((|| {
-            s.take_deferred()?;
-            let (real, c) = graph(s, id)?;
-            if !handle::is(handle::GRAPH_EXEC, eid) || s.graph.execs.contains_key(&eid) {
+            self.worker.backend().capture_mode(mode)
+        })())
+    }
+
+    fn graph_instantiate(&mut self, _ctx: u64, graph: u64, exec: u64, flags: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            self.take_deferred()?;
+            let (real, c) = find_graph(self, graph)?;
+            if !handle::is(handle::GRAPH_EXEC, exec) || self.graph.execs.contains_key(&exec) {
                 return Err(cu::INVALID_VALUE);
             }
-            let e = b.instantiate(c, real, flags)?;
-            s.graph.execs.insert(eid, (e, c));
+            let e = w.backend().instantiate(c, real, flags)?;
+            self.graph.execs.insert(exec, (e, c));
             Ok(())
-        })()),
-        G::Launch {
-            ctx,
-            exec: eid,
-            stream,
-        } => reply((|| {
-            let (e, ec) = exec(s, eid)?;
-            let (c, st) = resolve_stream(s, ctx, stream, Some(ec))?;
-            b.graph_launch(c, e, st)
-        })()),
-        G::Upload {
-            ctx,
-            exec: eid,
-            stream,
-        } => reply((|| {
-            let (e, ec) = exec(s, eid)?;
-            let (c, st) = resolve_stream(s, ctx, stream, Some(ec))?;
-            b.graph_upload(c, e, st)
-        })()),
-        G::ExecDestroy { exec: eid } => reply((|| {
-            let (e, c) = exec(s, eid)?;
-            b.exec_destroy(c, e)?;
-            s.graph.execs.remove(&eid);
+        })())
+    }
+
+    fn graph_launch(&mut self, ctx: u64, exec: u64, stream: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let (e, ec) = find_exec(self, exec)?;
+            let (c, st) = resolve_stream(self, ctx, stream, Some(ec))?;
+            w.backend().graph_launch(c, e, st)
+        })())
+    }
+
+    fn graph_upload(&mut self, ctx: u64, exec: u64, stream: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let (e, ec) = find_exec(self, exec)?;
+            let (c, st) = resolve_stream(self, ctx, stream, Some(ec))?;
+            w.backend().graph_upload(c, e, st)
+        })())
+    }
+
+    fn graph_exec_destroy(&mut self, exec: u64) -> Outcome {
+        reply((|| {
+            let (e, c) = find_exec(self, exec)?;
+            self.worker.backend().exec_destroy(c, e)?;
+            self.graph.execs.remove(&exec);
             Ok(())
-        })()),
-        G::Destroy { graph: id } => reply((|| {
-            let (g, c) = graph(s, id)?;
-            if s.graph.capturing.contains_key(&g) {
+        })())
+    }
+
+    fn graph_destroy(&mut self, graph: u64) -> Outcome {
+        reply((|| {
+            let (g, c) = find_graph(self, graph)?;
+            if self.graph.capturing.contains_key(&g) {
                 // Still being captured: the driver owns it until the capture ends.
                 return Err(cu::INVALID_VALUE);
             }
-            b.graph_destroy(c, g)?;
-            s.graph.graphs.remove(&id);
+            self.worker.backend().graph_destroy(c, g)?;
+            self.graph.graphs.remove(&graph);
             Ok(())
-        })()),
-        G::NodeCount { graph: id } => reply((|| {
-            let (g, c) = graph(s, id)?;
-            b.node_count(c, g)
-        })()),
-        G::ExecUpdate {
-            exec: eid,
-            graph: id,
-        } => reply((|| {
-            let (e, c) = exec(s, eid)?;
-            let (g, _) = graph(s, id)?;
-            b.exec_update(c, e, g)
-        })()),
+        })())
+    }
+
+    fn graph_node_count(&mut self, graph: u64) -> Outcome {
+        reply((|| {
+            let (g, c) = find_graph(self, graph)?;
+            self.worker.backend().node_count(c, g)
+        })())
+    }
+
+    fn graph_exec_update(&mut self, exec: u64, graph: u64) -> Outcome {
+        reply((|| {
+            let (e, c) = find_exec(self, exec)?;
+            let (g, _) = find_graph(self, graph)?;
+            self.worker.backend().exec_update(c, e, g)
+        })())
     }
 }

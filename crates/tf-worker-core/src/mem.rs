@@ -2,7 +2,8 @@
 //! operations and address-range queries (issue 3).
 //!
 //! Domain module of the worker: the backend methods this domain needs (each
-//! `NOT_SUPPORTED` by default), the per-session state and the dispatch.
+//! `NOT_SUPPORTED` by default), the per-session state and its requests (the
+//! generated `MemCalls` trait).
 //!
 //! Isolation. A session only names its own reservations, physical
 //! allocations, mappings and pools. `cuMemMap` must target a range inside one
@@ -20,11 +21,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tf_protocol::mem_msgs::{handle, Access, AllocProp, Location, MemRequest, PoolProps};
+use tf_protocol::mem_msgs::{handle, Access, AllocProp, Location, PoolProps};
 use tf_protocol::mem_msgs::{Copy2D, Pitched, ValueOp, BATCH_OP_SIZE};
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
+use crate::calls::MemCalls;
 use crate::exec::resolve_stream;
 use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
@@ -328,7 +330,7 @@ fn session_ctx(s: &mut Session, dev: Option<i32>) -> Result<BackendCtx, Status> 
     s.device_ctx(dev)
 }
 
-fn pool(s: &Session, id: u64) -> Result<Pool, Status> {
+fn find_pool(s: &Session, id: u64) -> Result<Pool, Status> {
     s.mem.pools.get(&id).copied().ok_or(cu::INVALID_VALUE)
 }
 
@@ -389,68 +391,65 @@ fn check_side(s: &Session, p: &Pitched, width: u64, rows: u64) -> Result<(), Sta
     s.check_range(p.ptr, extent)
 }
 
-fn copy_2d(s: &mut Session, c: Copy2D<'_>) -> Outcome {
-    let r = (|| {
-        if c.dst.is_none() {
-            s.take_deferred()?;
-        }
-        let packed = c.packed().ok_or(cu::INVALID_VALUE)?;
-        if packed == 0 {
-            return Ok(vec![0; 4]);
-        }
-        for side in [c.src, c.dst].iter().flatten() {
-            check_side(s, side, c.width, c.rows)?;
-        }
-        let (ctx, stream) = match c.stream {
-            Some(st) => {
-                let (ctx, real) = resolve_stream(s, c.ctx, st, None)?;
-                if c.src.is_none() || c.dst.is_none() {
-                    crate::graph::refuse_host_copy_in_capture(s, ctx, real)?;
+/// The memory requests. Addresses, handles and pools are checked against
+/// this session's tables before the backend sees them.
+impl MemCalls for Session {
+    /// The reply is raw: the status, then the packed bytes of a host
+    /// destination (no `Body` framing), so it builds its `Outcome` itself.
+    fn copy_2d(&mut self, c: Copy2D<'_>) -> Outcome {
+        let r = (|| {
+            if c.dst.is_none() {
+                self.take_deferred()?;
+            }
+            let packed = c.packed().ok_or(cu::INVALID_VALUE)?;
+            if packed == 0 {
+                return Ok(vec![0; 4]);
+            }
+            for side in [c.src, c.dst].iter().flatten() {
+                check_side(self, side, c.width, c.rows)?;
+            }
+            let (ctx, stream) = match c.stream {
+                Some(st) => {
+                    let (ctx, real) = resolve_stream(self, c.ctx, st, None)?;
+                    if c.src.is_none() || c.dst.is_none() {
+                        crate::graph::refuse_host_copy_in_capture(self, ctx, real)?;
+                    }
+                    (ctx, Some(real))
                 }
-                (ctx, Some(real))
-            }
-            None => (s.ctx(c.ctx)?, None),
-        };
-        let src = match c.src {
-            Some(p) => Src::Device(p),
-            None => Src::Host(c.data),
-        };
-        let b = s.worker.backend();
-        match c.dst {
-            Some(p) => {
-                b.memcpy_2d(ctx, stream, c.width, c.rows, src, Dst::Device(p))?;
-                Ok(vec![0; 4])
-            }
-            None => {
-                if packed > tf_protocol::MAX_PAYLOAD as u64 - 4 {
-                    return Err(cu::INVALID_VALUE);
+                None => (self.ctx(c.ctx)?, None),
+            };
+            let src = match c.src {
+                Some(p) => Src::Device(p),
+                None => Src::Host(c.data),
+            };
+            let b = self.worker.backend();
+            match c.dst {
+                Some(p) => {
+                    b.memcpy_2d(ctx, stream, c.width, c.rows, src, Dst::Device(p))?;
+                    Ok(vec![0; 4])
                 }
-                let mut out = vec![0u8; 4 + packed as usize];
-                b.memcpy_2d(ctx, stream, c.width, c.rows, src, Dst::Host(&mut out[4..]))?;
-                Ok(out)
+                None => {
+                    if packed > tf_protocol::MAX_PAYLOAD as u64 - 4 {
+                        return Err(cu::INVALID_VALUE);
+                    }
+                    let mut out = vec![0u8; 4 + packed as usize];
+                    b.memcpy_2d(ctx, stream, c.width, c.rows, src, Dst::Host(&mut out[4..]))?;
+                    Ok(out)
+                }
             }
+        })();
+        match r {
+            Ok(out) => Outcome::Reply(out),
+            Err(status) => Outcome::Reply(tf_protocol::encode_reply::<()>(status, None)),
         }
-    })();
-    match r {
-        Ok(out) => Outcome::Reply(out),
-        Err(status) => Outcome::Reply(tf_protocol::encode_reply::<()>(status, None)),
     }
-}
 
-pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
-    let w = Arc::clone(&s.worker);
-    let b = w.backend();
-    use MemRequest as M;
-    match r {
-        M::Copy2D(c) => copy_2d(s, c),
-        M::AllocPitch {
-            ctx,
-            width,
-            height,
-            elem,
-        } => reply((|| {
-            s.take_deferred()?;
-            let c = s.ctx(ctx)?;
+    fn alloc_pitch(&mut self, ctx: u64, width: u64, height: u64, elem: u32) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        let b = w.backend();
+        reply((|| {
+            self.take_deferred()?;
+            let c = self.ctx(ctx)?;
             if width == 0 || height == 0 || !matches!(elem, 4 | 8 | 16) {
                 return Err(cu::INVALID_VALUE);
             }
@@ -460,47 +459,57 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
                 let _ = b.mem_free(c, ptr);
                 return Err(e);
             }
-            s.allocs.insert(ptr, (size, c));
+            self.allocs.insert(ptr, (size, c));
             Ok((ptr, pitch))
-        })()),
-        M::AddressReserve {
-            size,
-            alignment,
-            addr,
-            flags,
-        } => reply((|| {
+        })())
+    }
+
+    fn address_reserve(&mut self, size: u64, alignment: u64, addr: u64, flags: u64) -> Outcome {
+        reply((|| {
             if size == 0 {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(s, None)?;
-            let ptr = b.address_reserve(ctx, size, alignment, addr, flags)?;
-            s.mem.reservations.insert(ptr, size);
+            let ctx = session_ctx(self, None)?;
+            let ptr = self
+                .worker
+                .backend()
+                .address_reserve(ctx, size, alignment, addr, flags)?;
+            self.mem.reservations.insert(ptr, size);
             Ok(ptr)
-        })()),
-        M::AddressFree { ptr, size } => reply((|| {
-            if s.mem.reservations.get(&ptr) != Some(&size) {
+        })())
+    }
+
+    fn address_free(&mut self, ptr: u64, size: u64) -> Outcome {
+        reply((|| {
+            if self.mem.reservations.get(&ptr) != Some(&size) {
                 return Err(cu::INVALID_VALUE);
             }
-            if s.mem.overlaps_mapping(ptr, ptr + size) {
+            if self.mem.overlaps_mapping(ptr, ptr + size) {
                 // Still mapped: the application must unmap first.
                 return Err(cu::INVALID_VALUE);
             }
-            b.address_free(session_ctx(s, None)?, ptr, size)?;
-            s.mem.reservations.remove(&ptr);
+            let ctx = session_ctx(self, None)?;
+            self.worker.backend().address_free(ctx, ptr, size)?;
+            self.mem.reservations.remove(&ptr);
             Ok(())
-        })()),
-        M::Create { size, prop, flags } => reply((|| {
-            let dev = location_device(s, &prop.location)?;
+        })())
+    }
+
+    fn mem_create(&mut self, size: u64, prop: AllocProp, flags: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let dev = location_device(self, &prop.location)?;
             if size == 0 || prop.kind != ALLOCATION_PINNED {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(s, Some(dev))?;
+            let ctx = session_ctx(self, Some(dev))?;
             w.charge(size)?;
-            let real = b
+            let real = w
+                .backend()
                 .mem_create(ctx, size, &prop, flags)
                 .inspect_err(|_| w.uncharge(size))?;
-            let id = s.mem.mint(handle::ALLOCATION);
-            s.mem.phys.insert(
+            let id = self.mem.mint(handle::ALLOCATION);
+            self.mem.phys.insert(
                 id,
                 Phys {
                     real,
@@ -510,52 +519,53 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
                 },
             );
             Ok(id)
-        })()),
-        M::Release { handle } => reply((|| {
-            let p = *s.mem.phys.get(&handle).ok_or(cu::INVALID_VALUE)?;
-            b.mem_release(session_ctx(s, Some(p.dev))?, p.real)?;
+        })())
+    }
+
+    fn mem_release(&mut self, handle: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let p = *self.mem.phys.get(&handle).ok_or(cu::INVALID_VALUE)?;
+            w.backend()
+                .mem_release(session_ctx(self, Some(p.dev))?, p.real)?;
             if p.refs <= 1 {
-                s.mem.phys.remove(&handle);
+                self.mem.phys.remove(&handle);
                 w.uncharge(p.size);
-            } else if let Some(e) = s.mem.phys.get_mut(&handle) {
+            } else if let Some(e) = self.mem.phys.get_mut(&handle) {
                 e.refs -= 1;
             }
             Ok(())
-        })()),
-        M::Map {
-            ptr,
-            size,
-            offset,
-            handle,
-            flags,
-        } => reply((|| {
-            let p = *s.mem.phys.get(&handle).ok_or(cu::INVALID_HANDLE)?;
+        })())
+    }
+
+    fn mem_map(&mut self, ptr: u64, size: u64, offset: u64, handle: u64, flags: u64) -> Outcome {
+        reply((|| {
+            let p = *self.mem.phys.get(&handle).ok_or(cu::INVALID_HANDLE)?;
             let end = ptr.checked_add(size).ok_or(cu::INVALID_VALUE)?;
             if size == 0
                 || offset.checked_add(size).is_none_or(|e| e > p.size)
-                || !s.mem.reservation_holds(ptr, size)
-                || s.mem.overlaps_mapping(ptr, end)
+                || !self.mem.reservation_holds(ptr, size)
+                || self.mem.overlaps_mapping(ptr, end)
             {
                 return Err(cu::INVALID_VALUE);
             }
-            b.mem_map(
-                session_ctx(s, Some(p.dev))?,
-                ptr,
-                size,
-                offset,
-                p.real,
-                flags,
-            )?;
-            s.mem.mappings.insert(ptr, (size, handle));
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker
+                .backend()
+                .mem_map(ctx, ptr, size, offset, p.real, flags)?;
+            self.mem.mappings.insert(ptr, (size, handle));
             Ok(())
-        })()),
-        M::Unmap { ptr, size } => reply((|| {
+        })())
+    }
+
+    fn mem_unmap(&mut self, ptr: u64, size: u64) -> Outcome {
+        reply((|| {
             // The range must be made of whole mappings, the first at `ptr`.
             let end = ptr.checked_add(size).ok_or(cu::INVALID_VALUE)?;
-            if !s.mem.mappings.contains_key(&ptr) {
+            if !self.mem.mappings.contains_key(&ptr) {
                 return Err(cu::INVALID_VALUE);
             }
-            let inside: Vec<u64> = s
+            let inside: Vec<u64> = self
                 .mem
                 .mappings
                 .range(ptr..end)
@@ -563,34 +573,50 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
                 .map(|(start, stop)| if stop <= end { Ok(start) } else { Err(()) })
                 .collect::<Result<_, _>>()
                 .map_err(|()| cu::INVALID_VALUE)?;
-            b.mem_unmap(session_ctx(s, None)?, ptr, size)?;
+            let ctx = session_ctx(self, None)?;
+            self.worker.backend().mem_unmap(ctx, ptr, size)?;
             for start in inside {
-                s.mem.mappings.remove(&start);
+                self.mem.mappings.remove(&start);
             }
             Ok(())
-        })()),
-        M::SetAccess { ptr, size, descs } => reply((|| {
+        })())
+    }
+
+    fn mem_set_access(&mut self, ptr: u64, size: u64, descs: Vec<Access>) -> Outcome {
+        reply((|| {
             for d in &descs {
-                location_device(s, &d.location)?;
+                location_device(self, &d.location)?;
             }
-            if !s.mem.covers(ptr, size) || s.mem.pool_allocs.contains_key(&ptr) {
+            if !self.mem.covers(ptr, size) || self.mem.pool_allocs.contains_key(&ptr) {
                 return Err(cu::INVALID_VALUE);
             }
-            b.mem_set_access(session_ctx(s, None)?, ptr, size, &descs)
-        })()),
-        M::GetAccess { location, ptr } => reply((|| {
-            location_device(s, &location)?;
-            if !s.mem.covers(ptr, 1) {
+            let ctx = session_ctx(self, None)?;
+            self.worker.backend().mem_set_access(ctx, ptr, size, &descs)
+        })())
+    }
+
+    fn mem_get_access(&mut self, location: Location, ptr: u64) -> Outcome {
+        reply((|| {
+            location_device(self, &location)?;
+            if !self.mem.covers(ptr, 1) {
                 return Err(cu::INVALID_VALUE);
             }
-            b.mem_get_access(session_ctx(s, None)?, location, ptr)
-        })()),
-        M::Granularity { prop, option } => reply((|| {
-            let dev = location_device(s, &prop.location)?;
-            b.granularity(session_ctx(s, Some(dev))?, &prop, option)
-        })()),
-        M::RetainHandle { ptr } => reply((|| {
-            let (start, (size, id)) = s
+            let ctx = session_ctx(self, None)?;
+            self.worker.backend().mem_get_access(ctx, location, ptr)
+        })())
+    }
+
+    fn granularity(&mut self, prop: AllocProp, option: u32) -> Outcome {
+        reply((|| {
+            let dev = location_device(self, &prop.location)?;
+            let ctx = session_ctx(self, Some(dev))?;
+            self.worker.backend().granularity(ctx, &prop, option)
+        })())
+    }
+
+    fn retain_handle(&mut self, ptr: u64) -> Outcome {
+        reply((|| {
+            let (start, (size, id)) = self
                 .mem
                 .mappings
                 .range(..=ptr)
@@ -600,152 +626,190 @@ pub(crate) fn dispatch(s: &mut Session, r: MemRequest<'_>) -> Outcome {
             if ptr >= start + size {
                 return Err(cu::INVALID_VALUE);
             }
-            let p = *s.mem.phys.get(&id).ok_or(cu::INVALID_VALUE)?;
-            b.retain_handle(session_ctx(s, Some(p.dev))?, ptr)?;
-            if let Some(e) = s.mem.phys.get_mut(&id) {
+            let p = *self.mem.phys.get(&id).ok_or(cu::INVALID_VALUE)?;
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker.backend().retain_handle(ctx, ptr)?;
+            if let Some(e) = self.mem.phys.get_mut(&id) {
                 e.refs += 1;
             }
             Ok(id)
-        })()),
-        M::AllocAsync {
-            ctx,
-            size,
-            pool: pool_id,
-            stream,
-        } => reply((|| {
-            s.take_deferred()?;
-            let dev = s.ctx_device(ctx)?;
-            let (c, st) = resolve_stream(s, ctx, stream, None)?;
-            let id = match pool_id {
-                0 => match s.mem.current_pool.get(&dev) {
+        })())
+    }
+
+    fn alloc_async(&mut self, ctx: u64, size: u64, pool: u64, stream: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            self.take_deferred()?;
+            let dev = self.ctx_device(ctx)?;
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
+            let id = match pool {
+                0 => match self.mem.current_pool.get(&dev) {
                     Some(id) => *id,
-                    None => default_pool(s, dev)?,
+                    None => default_pool(self, dev)?,
                 },
                 id => id,
             };
-            let p = pool(s, id)?;
+            let p = find_pool(self, id)?;
             if size == 0 {
                 return Err(cu::INVALID_VALUE);
             }
             w.charge(size)?;
-            let ptr = b
+            let ptr = w
+                .backend()
                 .alloc_from_pool(c, size, p.real, st)
                 .inspect_err(|_| w.uncharge(size))?;
-            s.mem.pool_allocs.insert(ptr, (size, dev));
+            self.mem.pool_allocs.insert(ptr, (size, dev));
             Ok(ptr)
-        })()),
-        M::FreeAsync { ctx, ptr, stream } => reply((|| {
-            let (size, _) = *s.mem.pool_allocs.get(&ptr).ok_or(cu::INVALID_VALUE)?;
-            let (c, st) = resolve_stream(s, ctx, stream, None)?;
-            b.free_async(c, ptr, st)?;
-            s.mem.pool_allocs.remove(&ptr);
+        })())
+    }
+
+    fn free_async(&mut self, ctx: u64, ptr: u64, stream: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let (size, _) = *self.mem.pool_allocs.get(&ptr).ok_or(cu::INVALID_VALUE)?;
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
+            w.backend().free_async(c, ptr, st)?;
+            self.mem.pool_allocs.remove(&ptr);
             w.uncharge(size);
             Ok(())
-        })()),
-        M::DevicePool { dev, current } => reply((|| {
-            s.check_dev(dev)?;
-            match s.mem.current_pool.get(&dev) {
+        })())
+    }
+
+    fn device_pool(&mut self, dev: i32, current: bool) -> Outcome {
+        reply((|| {
+            self.check_dev(dev)?;
+            match self.mem.current_pool.get(&dev) {
                 Some(id) if current => Ok(*id),
-                _ => default_pool(s, dev),
+                _ => default_pool(self, dev),
             }
-        })()),
-        M::DeviceSetPool { dev, pool: id } => reply((|| {
-            s.check_dev(dev)?;
-            if pool(s, id)?.dev != dev {
+        })())
+    }
+
+    fn device_set_pool(&mut self, dev: i32, pool: u64) -> Outcome {
+        reply((|| {
+            self.check_dev(dev)?;
+            if find_pool(self, pool)?.dev != dev {
                 return Err(cu::INVALID_VALUE);
             }
-            s.mem.current_pool.insert(dev, id);
+            self.mem.current_pool.insert(dev, pool);
             Ok(())
-        })()),
-        M::PoolCreate { props } => reply((|| {
-            let dev = location_device(s, &props.location)?;
-            let ctx = session_ctx(s, Some(dev))?;
-            let real = b.pool_create(ctx, &props)?;
-            let id = s.mem.mint(handle::POOL);
-            s.mem.pools.insert(id, Pool { real, dev });
+        })())
+    }
+
+    fn pool_create(&mut self, props: PoolProps) -> Outcome {
+        reply((|| {
+            let dev = location_device(self, &props.location)?;
+            let ctx = session_ctx(self, Some(dev))?;
+            let real = self.worker.backend().pool_create(ctx, &props)?;
+            let id = self.mem.mint(handle::POOL);
+            self.mem.pools.insert(id, Pool { real, dev });
             Ok(id)
-        })()),
-        M::PoolDestroy { pool: id } => reply((|| {
-            let p = pool(s, id)?;
-            if s.mem.default_pool.get(&p.dev) == Some(&id) {
+        })())
+    }
+
+    fn pool_destroy(&mut self, pool: u64) -> Outcome {
+        reply((|| {
+            let p = find_pool(self, pool)?;
+            if self.mem.default_pool.get(&p.dev) == Some(&pool) {
                 // As the real driver: a device's default pool is not destroyed.
                 return Err(cu::INVALID_VALUE);
             }
-            b.pool_destroy(session_ctx(s, Some(p.dev))?, p.real)?;
-            s.mem.pools.remove(&id);
-            if s.mem.current_pool.get(&p.dev) == Some(&id) {
-                s.mem.current_pool.remove(&p.dev);
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker.backend().pool_destroy(ctx, p.real)?;
+            self.mem.pools.remove(&pool);
+            if self.mem.current_pool.get(&p.dev) == Some(&pool) {
+                self.mem.current_pool.remove(&p.dev);
             }
             Ok(())
-        })()),
-        M::PoolSetAttribute {
-            pool: id,
-            attr,
-            value,
-        } => reply((|| {
-            let p = pool(s, id)?;
-            b.pool_set_attribute(session_ctx(s, Some(p.dev))?, p.real, attr, value)
-        })()),
-        M::PoolGetAttribute { pool: id, attr } => reply((|| {
-            let p = pool(s, id)?;
-            b.pool_get_attribute(session_ctx(s, Some(p.dev))?, p.real, attr)
-        })()),
-        M::PoolTrimTo { pool: id, keep } => reply((|| {
-            let p = pool(s, id)?;
-            b.pool_trim(session_ctx(s, Some(p.dev))?, p.real, keep)
-        })()),
-        M::PoolSetAccess { pool: id, descs } => reply((|| {
-            let p = pool(s, id)?;
+        })())
+    }
+
+    fn pool_set_attribute(&mut self, pool: u64, attr: u32, value: u64) -> Outcome {
+        reply((|| {
+            let p = find_pool(self, pool)?;
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker
+                .backend()
+                .pool_set_attribute(ctx, p.real, attr, value)
+        })())
+    }
+
+    fn pool_get_attribute(&mut self, pool: u64, attr: u32) -> Outcome {
+        reply((|| {
+            let p = find_pool(self, pool)?;
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker.backend().pool_get_attribute(ctx, p.real, attr)
+        })())
+    }
+
+    fn pool_trim_to(&mut self, pool: u64, keep: u64) -> Outcome {
+        reply((|| {
+            let p = find_pool(self, pool)?;
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker.backend().pool_trim(ctx, p.real, keep)
+        })())
+    }
+
+    fn pool_set_access(&mut self, pool: u64, descs: Vec<Access>) -> Outcome {
+        reply((|| {
+            let p = find_pool(self, pool)?;
             for d in &descs {
-                location_device(s, &d.location)?;
+                location_device(self, &d.location)?;
             }
-            b.pool_set_access(session_ctx(s, Some(p.dev))?, p.real, &descs)
-        })()),
-        M::PoolGetAccess { pool: id, location } => reply((|| {
-            let p = pool(s, id)?;
-            location_device(s, &location)?;
-            b.pool_get_access(session_ctx(s, Some(p.dev))?, p.real, location)
-        })()),
-        M::Value(v) => reply((|| {
-            s.check_range(v.addr, if v.wide { 8 } else { 4 })?;
-            let (c, st) = resolve_stream(s, v.ctx, v.stream, None)?;
-            b.stream_value(c, st, &v)
-        })()),
-        M::BatchMemOp {
-            ctx,
-            stream,
-            flags,
-            ops,
-        } => reply((|| {
-            check_batch(s, ops)?;
-            let (c, st) = resolve_stream(s, ctx, stream, None)?;
-            b.batch_mem_op(c, st, flags, ops)
-        })()),
-        M::AddressRange { ptr } => reply({
-            // Answered from the session's own tables: the base and size of
-            // whatever of its memory holds `ptr`.
-            let found = s
-                .allocs
-                .range(..=ptr)
-                .next_back()
-                .map(|(a, (size, _))| (*a, *size))
-                .into_iter()
-                .chain(
-                    s.mem
-                        .pool_allocs
-                        .range(..=ptr)
-                        .next_back()
-                        .map(|(a, (size, _))| (*a, *size)),
-                )
-                .chain(
-                    s.mem
-                        .mappings
-                        .range(..=ptr)
-                        .next_back()
-                        .map(|(a, (size, _))| (*a, *size)),
-                )
-                .find(|(a, size)| ptr < a + size);
-            found.ok_or(cu::NOT_FOUND)
-        }),
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker.backend().pool_set_access(ctx, p.real, &descs)
+        })())
+    }
+
+    fn pool_get_access(&mut self, pool: u64, location: Location) -> Outcome {
+        reply((|| {
+            let p = find_pool(self, pool)?;
+            location_device(self, &location)?;
+            let ctx = session_ctx(self, Some(p.dev))?;
+            self.worker.backend().pool_get_access(ctx, p.real, location)
+        })())
+    }
+
+    fn stream_value(&mut self, v: ValueOp) -> Outcome {
+        reply((|| {
+            self.check_range(v.addr, if v.wide { 8 } else { 4 })?;
+            let (c, st) = resolve_stream(self, v.ctx, v.stream, None)?;
+            self.worker.backend().stream_value(c, st, &v)
+        })())
+    }
+
+    fn batch_mem_op(&mut self, ctx: u64, stream: u64, flags: u32, ops: &[u8]) -> Outcome {
+        reply((|| {
+            check_batch(self, ops)?;
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
+            self.worker.backend().batch_mem_op(c, st, flags, ops)
+        })())
+    }
+
+    /// Answered from the session's own tables: the base and size of
+    /// whatever of its memory holds `ptr`.
+    fn address_range(&mut self, ptr: u64) -> Outcome {
+        let found = self
+            .allocs
+            .range(..=ptr)
+            .next_back()
+            .map(|(a, (size, _))| (*a, *size))
+            .into_iter()
+            .chain(
+                self.mem
+                    .pool_allocs
+                    .range(..=ptr)
+                    .next_back()
+                    .map(|(a, (size, _))| (*a, *size)),
+            )
+            .chain(
+                self.mem
+                    .mappings
+                    .range(..=ptr)
+                    .next_back()
+                    .map(|(a, (size, _))| (*a, *size)),
+            )
+            .find(|(a, size)| ptr < a + size);
+        reply(found.ok_or(cu::NOT_FOUND))
     }
 }

@@ -7,8 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tf_protocol::exec_msgs::handle::is_default_stream;
-use tf_protocol::graph_msgs::GraphRequest;
-use tf_protocol::mem_msgs::MemRequest;
 use tf_protocol::status::{cu, nvml};
 use tf_protocol::{
     caps, encode_reply, Body, FrameHeader, Hello, HelloAck, InitReply, ProtocolError, Request,
@@ -447,14 +445,6 @@ impl CoreCalls for Session {
             let mine = self.allocs.values().map(|(size, _)| size).sum();
             Ok(w.nvml_view(phys_total, phys_free, mine))
         })())
-    }
-
-    fn mem(&mut self, r: MemRequest<'_>) -> Outcome {
-        crate::mem::dispatch(self, r)
-    }
-
-    fn graph(&mut self, r: GraphRequest) -> Outcome {
-        crate::graph::dispatch(self, r)
     }
 }
 

@@ -85,11 +85,6 @@ pub fn calls(banner: &str, spec: &Spec) -> String {
             }
             // A long list (one opcode per value of a keyed type) is cut.
             let names = match &names[..] {
-                // A hand-written domain: its opcodes are its own business.
-                [] => match &v.payload {
-                    Payload::Newtype(t) => format!("Every request of the hand-written `{t}`."),
-                    _ => unreachable!("checked: only hand-written domains have no opcode"),
-                },
                 [a, b, c, _, rest @ ..] => format!("{a}, {b}, {c} and {} more", rest.len() + 1),
                 all => all.join(", "),
             };

@@ -76,11 +76,6 @@ pub fn put(spec: &Spec, ty: &Ty, v: &V, implied: bool) -> (String, Option<String
             format!("for x in {} {{ w.{}(*x); }}", v.r(), s.rust()),
             None,
         ),
-        // A hand-written domain has its own codec.
-        Ty::Named(n) if spec.find_extern(n).is_some_and(|x| x.bulk) => {
-            (String::new(), Some(format!("{}.encode(w)", v.m())))
-        }
-        Ty::Named(n) if spec.find_extern(n).is_some() => (format!("{}.encode(w);", v.m()), None),
         Ty::Named(n) if spec.named_bulk(n) => (String::new(), Some(format!("{}.put(w)", v.m()))),
         Ty::Named(_) => (format!("{}.put(w);", v.m()), None),
     }
@@ -147,6 +142,10 @@ pub fn show(spec: &Spec, ty: &Ty, v: &V, name: &str) -> String {
             list(&Ty::Scalar(*s))
         ),
         Ty::Named(_) if spec.keyed(ty) => format!("{}.show(a)?;", v.m()),
+        // A `Copy` struct field is passed by value (clippy: needless borrow).
+        Ty::Named(n) if matches!(v, V::Place(_)) && spec.is_copy(n) => {
+            format!("a.dec({name:?}, {})?;", v.val())
+        }
         Ty::Named(_) => format!("a.dec({name:?}, {})?;", v.r()),
     }
 }

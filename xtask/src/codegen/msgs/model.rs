@@ -103,6 +103,8 @@ pub struct Variant {
     /// `(opcode, field)`: the opcode when the `opt` field is `Some`.
     pub alt: Option<(String, String)>,
     pub tag: Option<u8>,
+    /// The decoder then calls the hand-written `check` of the enum.
+    pub check: bool,
     pub line: usize,
 }
 
@@ -176,19 +178,6 @@ pub enum Item {
     Enum(Enum),
 }
 
-/// A hand-written request domain under the root (the escape hatch): its
-/// own `opcode()`, `encode(&mut Writer)` (returning the bulk data when
-/// `bulk`) and `decode(opcode, payload) -> Option<Result<Self, _>>`.
-#[derive(Clone, Debug)]
-pub struct Extern {
-    pub name: String,
-    /// The hand-written module (`crate::<module>`).
-    pub module: String,
-    /// It borrows bulk data (`Name<'a>`).
-    pub bulk: bool,
-    pub line: usize,
-}
-
 /// The whole file.
 #[derive(Clone, Debug, Default)]
 pub struct Spec {
@@ -196,7 +185,6 @@ pub struct Spec {
     pub controls: Vec<(String, u32, usize)>,
     pub modules: Vec<String>,
     pub items: Vec<Item>,
-    pub externs: Vec<Extern>,
 }
 
 /// A frame opcode as the generated code names it.
@@ -262,12 +250,18 @@ impl Spec {
         self.structs().find(|s| s.name == name)
     }
 
-    pub fn find_enum(&self, name: &str) -> Option<&Enum> {
-        self.enums().find(|e| e.name == name)
+    /// Whether a struct or enum of the file derives `Copy`.
+    pub fn is_copy(&self, name: &str) -> bool {
+        let derives = match (self.find_struct(name), self.find_enum(name)) {
+            (Some(s), _) => &s.derives,
+            (_, Some(e)) => &e.derives,
+            _ => return false,
+        };
+        derives.iter().any(|d| d == "Copy")
     }
 
-    pub fn find_extern(&self, name: &str) -> Option<&Extern> {
-        self.externs.iter().find(|e| e.name == name)
+    pub fn find_enum(&self, name: &str) -> Option<&Enum> {
+        self.enums().find(|e| e.name == name)
     }
 
     pub fn root(&self) -> &Enum {
@@ -276,15 +270,12 @@ impl Spec {
 
     /// The module that defines a type or constant.
     pub fn module_of(&self, name: &str) -> Option<&str> {
-        self.items
-            .iter()
-            .find_map(|i| match i {
-                Item::Const(c) if c.name == name => Some(c.module.as_str()),
-                Item::Struct(s) if s.name == name => Some(s.module.as_str()),
-                Item::Enum(e) if e.name == name => Some(e.module.as_str()),
-                _ => None,
-            })
-            .or_else(|| self.find_extern(name).map(|e| e.module.as_str()))
+        self.items.iter().find_map(|i| match i {
+            Item::Const(c) if c.name == name => Some(c.module.as_str()),
+            Item::Struct(s) if s.name == name => Some(s.module.as_str()),
+            Item::Enum(e) if e.name == name => Some(e.module.as_str()),
+            _ => None,
+        })
     }
 
     /// Whether a value of this type borrows bulk data from the frame (and
@@ -298,9 +289,6 @@ impl Spec {
     }
 
     pub fn named_bulk(&self, name: &str) -> bool {
-        if let Some(e) = self.find_extern(name) {
-            return e.bulk;
-        }
         if let Some(s) = self.find_struct(name) {
             return s.fields.last().is_some_and(|f| self.bulk(&f.ty));
         }
@@ -322,7 +310,6 @@ impl Spec {
         match ty {
             Ty::Named(n) => {
                 self.find_enum(n).is_some()
-                    || self.find_extern(n).is_some()
                     || self
                         .find_struct(n)
                         .is_some_and(|s| s.fields.iter().any(|f| self.keyed(&f.ty)))
@@ -458,29 +445,6 @@ pub fn check(spec: &Spec, remoted: &BTreeSet<String>) -> Result<(), Vec<String>>
             errors.push(format!("bad name `{name}`"));
         }
     }
-    for x in &spec.externs {
-        if names
-            .insert(x.name.as_str(), "hand-written domain")
-            .is_some()
-            || !ident_ok(&x.name)
-        {
-            errors.push(format!(
-                "line {}: bad or repeated name `{}`",
-                x.line, x.name
-            ));
-        }
-        let used_in_root = spec.enums().filter(|e| e.root).any(|e| {
-            e.variants
-                .iter()
-                .any(|v| matches!(&v.payload, Payload::Newtype(t) if *t == x.name))
-        });
-        if !used_in_root {
-            errors.push(format!(
-                "line {}: `extern {}` must be a `Name({})` variant of the root",
-                x.line, x.name, x.name
-            ));
-        }
-    }
     let roots: Vec<&Enum> = spec.enums().filter(|e| e.root).collect();
     if roots.len() != 1 {
         errors.push(format!(
@@ -539,11 +503,7 @@ fn check_ty(spec: &Spec, ty: &Ty, last: bool, line: usize, errors: &mut Vec<Stri
         }
         Ty::Opt(item) => check_inner(spec, item, line, errors),
         Ty::Named(n) => {
-            if spec.find_extern(n).is_some() {
-                errors.push(format!(
-                    "line {line}: hand-written `{n}` can only be a `Variant({n})` of the root"
-                ));
-            } else if spec.find_struct(n).is_none() && spec.find_enum(n).is_none() {
+            if spec.find_struct(n).is_none() && spec.find_enum(n).is_none() {
                 errors.push(format!("line {line}: unknown type `{n}`"));
             } else if spec.named_bulk(n) && !last {
                 errors.push(format!(
@@ -660,14 +620,7 @@ fn check_enum(spec: &Spec, e: &Enum, remoted: &BTreeSet<String>, errors: &mut Ve
         match &v.payload {
             Payload::Fields(fs) => check_fields(spec, fs, errors),
             Payload::Newtype(t) => {
-                if spec.find_extern(t).is_some() && !e.root {
-                    errors.push(format!(
-                        "line {line}: hand-written `{t}` can only be a variant of the root"
-                    ));
-                } else if spec.find_struct(t).is_none()
-                    && spec.find_enum(t).is_none()
-                    && spec.find_extern(t).is_none()
-                {
+                if spec.find_struct(t).is_none() && spec.find_enum(t).is_none() {
                     errors.push(format!("line {line}: unknown type `{t}`"));
                 }
             }

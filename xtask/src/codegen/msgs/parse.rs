@@ -1,7 +1,7 @@
 //! The parser of `codegen/messages.txt` (the format is described at the top
 //! of that file). It only builds the model; `model::check` validates it.
 
-use super::model::{Const, Enum, Extern, Field, Item, Payload, Scalar, Spec, Struct, Ty, Variant};
+use super::model::{Const, Enum, Field, Item, Payload, Scalar, Spec, Struct, Ty, Variant};
 
 /// One non-empty line: its number, whether it is indented, and its text
 /// without the comment.
@@ -61,7 +61,7 @@ pub fn parse(text: &str) -> Result<Spec, Vec<String>> {
                 .clone()
                 .ok_or_else(|| format!("`{what}` before any `module` line"))
         };
-        let undocumented = matches!(words[..], ["control" | "module" | "extern", ..]);
+        let undocumented = matches!(words[..], ["control" | "module", ..]);
         if undocumented && !item_docs.is_empty() {
             fail("`///` documents a struct, enum, const, field or variant".into());
             continue;
@@ -74,15 +74,6 @@ pub fn parse(text: &str) -> Result<Spec, Vec<String>> {
                 }
                 Err(_) => Err(format!("bad control opcode `{number}`")),
             },
-            ["extern", name, module] | ["extern", name, module, "bulk"] => {
-                spec.externs.push(Extern {
-                    name: name.to_string(),
-                    module: module.to_string(),
-                    bulk: words.len() == 4,
-                    line: no,
-                });
-                Ok(())
-            }
             ["module", name] => {
                 if spec.modules.iter().any(|m| m == name) {
                     Err(format!("module `{name}` declared twice"))
@@ -239,6 +230,7 @@ fn variant_line(text: &str, docs: Vec<String>, line: usize) -> Result<Variant, S
         op: None,
         alt: None,
         tag: None,
+        check: false,
         line,
     };
     for t in rest {
@@ -257,6 +249,8 @@ fn variant_line(text: &str, docs: Vec<String>, line: usize) -> Result<Variant, S
         } else if let Some(n) = t.strip_prefix("tag=") {
             let n = n.parse::<u8>().map_err(|_| format!("bad tag `{t}`"))?;
             v.tag = Some(n);
+        } else if t == "check" && !v.check {
+            v.check = true;
         } else if t.contains(':') {
             let f = field(t, Vec::new(), line)?;
             match &mut v.payload {
@@ -266,7 +260,7 @@ fn variant_line(text: &str, docs: Vec<String>, line: usize) -> Result<Variant, S
             }
         } else {
             return Err(format!(
-                "cannot parse `{t}` (`@op`, `tag=N` or `name:type`)"
+                "cannot parse `{t}` (`@op`, `tag=N`, `check` or `name:type`)"
             ));
         }
     }

@@ -26,12 +26,13 @@ enum Kind +Copy
     Two @cuD
 struct Job
     kind: Kind
+    pair: Pair
     data: bytes(MAX)
 enum Request root calls=Core
     Hello @HELLO name:str(MAX)   # a comment
     Init @cuInit flags:x32
     Copy=copy_it @cuA @cuAAsync?stream stream:opt(x64) data:bytes
-    Part @cuB tag=0 pairs:vec(Pair, MAX)
+    Part @cuB tag=0 check pairs:vec(Pair, MAX)
     Whole @cuB tag=1 guid: [u8; 16]
     Sub(SubRequest)
 enum SubRequest calls=SubCalls
@@ -48,6 +49,7 @@ fn parses_the_grammar() {
     assert_eq!(spec.controls, [("HELLO".to_string(), 1, 1)]);
     let root = spec.root();
     assert_eq!(root.calls.as_deref(), Some("Core"));
+    assert!(root.variants[3].check && !root.variants[4].check);
     let copy = &root.variants[2];
     assert_eq!(copy.method(), "copy_it");
     assert_eq!(copy.alt, Some(("cuAAsync".into(), "stream".into())));
@@ -85,52 +87,23 @@ fn emits_codecs_and_calls() {
     let wire = &out[0].1;
     assert!(wire.starts_with("// banner\n"));
     // The tagged variants share one arm that reads the tag.
-    assert!(wire.contains("op::cuB => match r.u8()? { 0 => Self::Part"));
+    assert!(wire.contains("op::cuB => match r.u8()? { 0 => { let v = Self::Part"));
     // The option is on the wire only with the async opcode.
     assert!(wire.contains("stream: if opcode == op::cuAAsync { Some(r.u64()?) } else { None }"));
     assert!(wire.contains("Self::Copy { stream: Some(_), .. } => op::cuAAsync"));
     assert!(wire.contains("r.str(MAX)?.to_owned()"));
     assert!(wire.contains("control::HELLO => \"Hello\""));
+    // A `check` variant is handed to the enum's hand-written check.
+    assert!(wire.contains(
+        "0 => { let v = Self::Part { pairs: r.vec(MAX, Pair::get)? }; v.check().map_err(|why| r.bad(why))?; v }"
+    ), "{wire}");
+    assert!(wire.contains("1 => Self::Whole { guid: r.fixed::<16>()? }"));
+    // A `Copy` struct field is shown by value.
+    assert!(wire.contains("a.dec(\"pair\", self.pair)?;"));
     let calls = &out[1].1;
     assert!(calls.contains("fn copy_it(&mut self, stream: Option<u64>, data: &[u8]) -> Outcome;"));
     assert!(calls.contains("fn run(&mut self, job: tf_protocol::messages::Job<'_>) -> Outcome;"));
     assert!(calls.contains("Request::Sub(r) => route_sub_request(s, r)"));
-}
-
-#[test]
-fn hand_written_domains_hang_under_the_root() {
-    let text = GOOD.replace(
-        "    Sub(SubRequest)\n",
-        "    Sub(SubRequest)\n    Mem(MemRequest)\n",
-    ) + "extern MemRequest mem_msgs bulk\n";
-    let out = generate("", &text, &remoted()).unwrap();
-    let wire = &out[0].1;
-    assert!(wire.contains("use crate::mem_msgs::{MemRequest};"));
-    assert!(wire.contains("Mem(MemRequest<'a>)"));
-    assert!(wire.contains("Self::Mem(v) => {  v.encode(w) }"), "{wire}");
-    assert!(wire.contains(
-        "let rest = r.rest(); if let Some(v) = MemRequest::decode(opcode, rest) { return v.map(Self::Mem); }"
-    ));
-    assert!(out[1].1.contains(
-        "/// Every request of the hand-written `MemRequest`.\n    fn mem(&mut self, mem_request: tf_protocol::mem_msgs::MemRequest<'_>) -> Outcome;"
-    ));
-    let errs = generate(
-        "",
-        &format!("{text}    Bad @cuC y1:MemRequest\n"),
-        &remoted(),
-    )
-    .unwrap_err();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("can only be a `Variant(MemRequest)`")),
-        "{errs:?}"
-    );
-    let errs = generate("", &format!("{GOOD}extern Lone lone_msgs\n"), &remoted()).unwrap_err();
-    assert!(
-        errs.iter()
-            .any(|e| e.contains("must be a `Name(Lone)` variant of the root")),
-        "{errs:?}"
-    );
 }
 
 #[test]

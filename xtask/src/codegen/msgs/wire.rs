@@ -48,7 +48,7 @@ pub fn module(banner: &str, spec: &Spec, module: &str) -> String {
         s.push_str("use tf_api::op;\n");
     }
     for (m, names) in g.imports() {
-        let _ = writeln!(s, "use crate::{m}::{{{}}};", names.join(", "));
+        let _ = writeln!(s, "use crate::generated::{m}::{{{}}};", names.join(", "));
     }
     s.push('\n');
     s.push_str(&body);
@@ -150,10 +150,7 @@ impl Gen<'_> {
         let mut by_module: Vec<(String, Vec<String>)> = Vec::new();
         let root = self.spec.root();
         if domain_display && root.module != self.module {
-            by_module.push((
-                format!("generated::{}", root.module),
-                vec!["opcode_name".into()],
-            ));
+            by_module.push((root.module.clone(), vec!["opcode_name".into()]));
         }
         for name in used {
             let Some(m) = self.spec.module_of(&name) else {
@@ -162,15 +159,9 @@ impl Gen<'_> {
             if m == self.module {
                 continue;
             }
-            // Hand-written domains live in `crate::<module>`, the rest
-            // in `crate::generated::<module>`.
-            let m = match self.spec.find_extern(&name) {
-                Some(_) => m.to_string(),
-                None => format!("generated::{m}"),
-            };
-            match by_module.iter_mut().find(|(bm, _)| *bm == m) {
+            match by_module.iter_mut().find(|(bm, _)| bm == m) {
                 Some((_, names)) => names.push(name),
-                None => by_module.push((m, vec![name])),
+                None => by_module.push((m.to_string(), vec![name])),
             }
         }
         by_module.sort();
@@ -457,8 +448,18 @@ impl Gen<'_> {
         );
     }
 
-    /// The constructor of `v` from the reader (the opcode is known).
+    /// The constructor of `v` from the reader (the opcode is known),
+    /// followed by the enum's hand-written `check` for a `check` variant.
     fn build(&self, v: &Variant) -> String {
+        let value = self.construct(v);
+        if v.check {
+            format!("{{ let v = {value}; v.check().map_err(|why| r.bad(why))?; v }}")
+        } else {
+            value
+        }
+    }
+
+    fn construct(&self, v: &Variant) -> String {
         match &v.payload {
             Payload::Unit => format!("Self::{}", v.name),
             Payload::Newtype(t) => format!(
@@ -505,33 +506,16 @@ impl Gen<'_> {
                 );
             } else {
                 let v = &e.variants[cands[0]];
-                reads |= !self.bound(v).is_empty();
+                reads |= v.check || !self.bound(v).is_empty();
                 let _ = write!(arms, "{pat} => {},", self.build(v));
             }
-        }
-        // Hand-written domains get the opcodes no generated variant knows.
-        let mut fallback = String::new();
-        for v in &e.variants {
-            if let Payload::Newtype(t) = &v.payload {
-                if self.spec.find_extern(t).is_some() {
-                    reads = true;
-                    let _ = write!(
-                        fallback,
-                        "if let Some(v) = {t}::decode(opcode, rest) {{ return v.map(Self::{}); }}",
-                        v.name
-                    );
-                }
-            }
-        }
-        if !fallback.is_empty() {
-            fallback = format!("let rest = r.rest(); {fallback}");
         }
         let lt = self.lt(&e.name);
         let reader = if lt.is_empty() { "'_" } else { "'a" };
         let r = if reads { "r" } else { "_r" };
         let _ = writeln!(
             s,
-            "    /// Reads and validates the fields of the request with `opcode`.\n    pub(crate) fn get(opcode: u32, {r}: &mut Reader<{reader}>) -> Result<Self, ProtocolError> {{\n        Ok(match opcode {{ {arms} _ => {{ {fallback} return Err(ProtocolError::UnknownOpcode(opcode)); }} }})\n    }}\n"
+            "    /// Reads and validates the fields of the request with `opcode`.\n    pub(crate) fn get(opcode: u32, {r}: &mut Reader<{reader}>) -> Result<Self, ProtocolError> {{\n        Ok(match opcode {{ {arms} _ => return Err(ProtocolError::UnknownOpcode(opcode)), }})\n    }}\n"
         );
     }
 
@@ -549,10 +533,6 @@ impl Gen<'_> {
                 .bound(v)
                 .iter()
                 .map(|(ty, val, name, _)| match &v.payload {
-                    // A hand-written domain shows itself as `Debug` does.
-                    Payload::Newtype(t) if self.spec.find_extern(t).is_some() => {
-                        "a.debug(v)?;".to_string()
-                    }
                     // A newtype's fields are the call's arguments.
                     Payload::Newtype(_) => "v.show(a)?;".to_string(),
                     _ => exprs::show(self.spec, ty, val, name),
@@ -588,7 +568,7 @@ impl Gen<'_> {
              pub fn encode(&self) -> (Vec<u8>, {bulk}) {{ let mut w = Writer::new(); {put} (w.finish(), bulk) }}\n\n\
              /// Decodes and validates one request. Never panics.\n\
              pub fn decode(opcode: u32, payload: &{payload} [u8]) -> Result<Self, ProtocolError> {{\n\
-                 let what = opcode_name(opcode).unwrap_or(\"request\");\n\
+                 let what = opcode_name(opcode).ok_or(ProtocolError::UnknownOpcode(opcode))?;\n\
                  let mut r = Reader::new(payload, what);\n\
                  let req = Self::get(opcode, &mut r)?;\n\
                  r.end()?;\n\
@@ -613,9 +593,9 @@ impl Gen<'_> {
         }
         let _ = writeln!(
             s,
-            "/// The name of the function (or control message) of `opcode`; for\n\
-             /// the opcodes of hand-written domains, the remoted function's name.\n\
-             pub fn opcode_name(opcode: u32) -> Option<&'static str> {{ Some(match opcode {{ {arms} _ => return crate::show::api_name(opcode), }}) }}"
+            "/// The name of the function (or control message) of `opcode`; `None`\n\
+             /// for an opcode no request uses.\n\
+             pub fn opcode_name(opcode: u32) -> Option<&'static str> {{ Some(match opcode {{ {arms} _ => return None, }}) }}"
         );
     }
 }
