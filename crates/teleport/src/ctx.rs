@@ -182,15 +182,21 @@ fn call(req: CtxRequest) -> Result<(), CUresult> {
 
 // --- the context stack ---------------------------------------------------
 
+// The stack is reached with `try_with`: libraries push and pop contexts
+// from their destructors while a thread (or the process) is exiting, after
+// this thread's stack is gone (cuFFT's plan cache does, at exit); the stack
+// then counts as empty instead of panicking.
+
 fn push(h: u64) {
-    STACK.with(|s| s.borrow_mut().push(current_handle()));
+    let _ = STACK.try_with(|s| s.borrow_mut().push(current_handle()));
     set_current_handle(h);
 }
 
 /// Pops the top of this thread's stack; its new top becomes current.
 fn pop() -> u64 {
     let top = current_handle();
-    set_current_handle(STACK.with(|s| s.borrow_mut().pop()).unwrap_or(0));
+    let below = STACK.try_with(|s| s.borrow_mut().pop()).ok().flatten();
+    set_current_handle(below.unwrap_or(0));
     top
 }
 
@@ -343,7 +349,7 @@ unsafe extern "C" fn cu_ctx_destroy(ctx: CUcontext) -> CUresult {
         });
         changed();
         // Off this thread's stack (the driver pops it if current).
-        STACK.with(|s| s.borrow_mut().retain(|c| *c != h));
+        let _ = STACK.try_with(|s| s.borrow_mut().retain(|c| *c != h));
         if current_handle() == h {
             pop();
         }

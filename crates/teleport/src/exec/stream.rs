@@ -47,17 +47,22 @@ thread_local! {
 
 fn per_thread_stream() -> Result<u64, CUresult> {
     let ctx = crate::cuda::current_ctx()?;
-    if let Some(s) = PER_THREAD.with(|p| {
+    // `try_with`: during thread exit the per-thread streams are gone and
+    // the per-thread stream means the legacy one (a destructor's last work).
+    let known = PER_THREAD.try_with(|p| {
         p.borrow()
             .0
             .iter()
             .find(|(c, _)| *c == ctx)
             .map(|(_, s)| *s)
-    }) {
-        return Ok(s);
+    });
+    match known {
+        Ok(Some(s)) => return Ok(s),
+        Ok(None) => {}
+        Err(_) => return Ok(STREAM_LEGACY),
     }
     let stream = create(ctx, 0, None)?;
-    PER_THREAD.with(|p| p.borrow_mut().0.push((ctx, stream)));
+    let _ = PER_THREAD.try_with(|p| p.borrow_mut().0.push((ctx, stream)));
     Ok(stream)
 }
 
