@@ -91,8 +91,8 @@ impl NvmlCalls for Session {
     /// memory fields are ECC and remapping counters and temperatures), so
     /// those are forwarded. A later NVML may add one, so ids this build does
     /// not know are not sent to the backend: they are answered
-    /// `NVML_ERROR_NOT_SUPPORTED` per field, as NVML answers a field the
-    /// device does not support.
+    /// `NVML_ERROR_INVALID_ARGUMENT` per field, as driver 580's NVML answers
+    /// an id it does not know (measured: ids 310 and 9999).
     fn nvml_field_values(&mut self, index: u32, fields: Vec<FieldId>) -> Outcome {
         let known: Vec<FieldId> = fields
             .iter()
@@ -112,7 +112,7 @@ impl NvmlCalls for Session {
 
 /// The values of `fields` from the backend's answer to those of them below
 /// [`KNOWN_FIELD_IDS`] (in order): the others fail with
-/// `NVML_ERROR_NOT_SUPPORTED`. A backend answer of another length is
+/// `NVML_ERROR_INVALID_ARGUMENT`. A backend answer of another length is
 /// `NVML_ERROR_UNKNOWN` for the call; a successful value of a type no
 /// `nvmlValueType_t` names is `NVML_ERROR_UNKNOWN` for its field (the
 /// client's decoder would refuse the whole answer for it).
@@ -131,7 +131,7 @@ fn merge_fields(fields: &[FieldId], answered: Vec<FieldValue>) -> Result<Vec<Fie
         .iter()
         .map(|f| {
             if f.field >= KNOWN_FIELD_IDS {
-                return FieldValue::failed(nvml::NOT_SUPPORTED);
+                return FieldValue::failed(nvml::INVALID_ARGUMENT);
             }
             match answered.next() {
                 Some(v) if v.status == nvml::SUCCESS && v.value_type >= VALUE_TYPE_COUNT => {
@@ -200,9 +200,9 @@ mod tests {
         let v = merge_fields(&fields, answered).unwrap();
         assert_eq!(v.len(), 5);
         assert_eq!(v[0], ok(1));
-        assert_eq!(v[1].status, nvml::NOT_SUPPORTED);
+        assert_eq!(v[1].status, nvml::INVALID_ARGUMENT);
         assert_eq!(v[2].status, nvml::NOT_SUPPORTED);
-        assert_eq!(v[3].status, nvml::NOT_SUPPORTED);
+        assert_eq!(v[3].status, nvml::INVALID_ARGUMENT);
         assert_eq!(v[4], ok(3));
     }
 

@@ -206,10 +206,11 @@ macro_rules! get_text {
     };
 }
 
-/// `nvmlDeviceGetP2PStatus(dev1, dev2, index, *status)`, answered here: a
-/// device with itself is `NVML_P2P_STATUS_OK`; between two devices of the
-/// worker peer access is not remoted, so `NVML_P2P_STATUS_NOT_SUPPORTED`
-/// (the call succeeds, as NCCL requires, and NCCL then takes its other paths).
+/// `nvmlDeviceGetP2PStatus(dev1, dev2, index, *status)`, answered here with
+/// `NVML_P2P_STATUS_NOT_SUPPORTED`: what driver 580 answers for a device
+/// with itself (every index, measured by `tests/gpu/nvml/pynvml_check.py`),
+/// and between two devices of the worker peer access is not remoted. The
+/// call succeeds, as NCCL requires; NCCL then takes its other paths.
 unsafe extern "C" fn get_p2p_status(
     a: *mut c_void,
     b: *mut c_void,
@@ -405,8 +406,12 @@ unsafe extern "C" fn get_field_values(
     guard(|| {
         let h = handle(dev)?;
         nonnull(values)?;
-        let n = usize::try_from(count).map_err(|_| nv::INVALID_ARGUMENT)?;
-        // SAFETY: non-null; the caller passes `count` (>= 0) valid, writable
+        // A count of 0 is refused, as driver 580's NVML does.
+        let n = usize::try_from(count)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(nv::INVALID_ARGUMENT)?;
+        // SAFETY: non-null; the caller passes `count` (> 0) valid, writable
         // nvmlFieldValue_t.
         let entries = unsafe { std::slice::from_raw_parts_mut(values, n) };
         for chunk in entries.chunks_mut(MAX_FIELD_VALUES) {
