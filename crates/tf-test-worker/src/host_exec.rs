@@ -65,7 +65,14 @@ struct Code {
 struct HostFunc {
     layout: Vec<ParamSlot>,
     attrs: HashMap<i32, i32>,
+    /// A kernel named [`FAULTING_KERNEL`]: its launches "fault".
+    faults: bool,
 }
+
+/// Launching a kernel of this name fails like a kernel that wrote to an
+/// illegal address (`CUDA_ERROR_ILLEGAL_ADDRESS`), so the worker's handling
+/// of a lost GPU context can be tested without a GPU.
+pub const FAULTING_KERNEL: &str = "tf_test_fault";
 
 impl HostExec {
     /// A stream this backend knows (or a default stream).
@@ -239,6 +246,7 @@ impl HostBackend {
             HostFunc {
                 layout: layout.clone(),
                 attrs: HashMap::new(),
+                faults: name == FAULTING_KERNEL,
             },
         );
         Ok((id, Some(layout)))
@@ -443,13 +451,17 @@ impl ExecBackend for HostBackend {
     fn kernel_get_function(&self, ctx: BackendCtx, kernel: u64) -> BResult<u64> {
         self.check_ctx(ctx)?;
         let mut t = self.exec.t();
-        let layout = t.func(kernel)?.layout.clone();
+        let (layout, faults) = {
+            let f = t.func(kernel)?;
+            (f.layout.clone(), f.faults)
+        };
         let id = t.mint();
         t.funcs.insert(
             id,
             HostFunc {
                 layout,
                 attrs: HashMap::new(),
+                faults,
             },
         );
         Ok(id)
@@ -546,6 +558,9 @@ impl ExecBackend for HostBackend {
             return Err(cu::INVALID_VALUE);
         }
         check_shape(shape, dynamic)?;
+        if f.faults {
+            return Err(cu::ILLEGAL_ADDRESS);
+        }
         t.launches += 1;
         Ok(())
     }

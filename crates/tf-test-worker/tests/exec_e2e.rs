@@ -109,3 +109,47 @@ fn killed_client_streams_and_modules_are_released_native() {
 fn killed_client_streams_and_modules_are_released_shmem() {
     killed_client(&Worker::shmem(64, &[]));
 }
+
+/// A kernel fault loses the GPU context every client of the worker shares
+/// (and on driver 580 not even a reset recovers it in the process): the
+/// worker says so once, refuses new clients with CUDA_ERROR_DEVICE_UNAVAILABLE
+/// and exits (status 3) when its last client has gone, for its supervisor to
+/// restart it. The test backend's "tf_test_fault" kernel stands for the fault.
+#[test]
+fn a_kernel_fault_refuses_new_clients_and_the_worker_exits_when_idle() {
+    use std::io::Write;
+    let mut w = Worker::native(&[]);
+    let mut faulty = exec(&w, Inject::LibraryPath, &["fault"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(faulty.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(
+        line.trim(),
+        "faulted",
+        "the faulting client did not see 700"
+    );
+    let o = run(
+        exec(&w, Inject::LibraryPath, &["init"]),
+        Duration::from_secs(60),
+    );
+    assert!(
+        text(&o).contains("init 46"),
+        "a new client was not refused: {}",
+        text(&o)
+    );
+    assert!(w.log_contains("the GPU context shared by this worker's clients is lost"));
+    assert!(w.log_contains("restart tensor-fusion-worker"));
+    // Still serving the faulted client until it goes; then the worker exits.
+    assert!(w.wait_exit(Duration::from_millis(300)).is_none());
+    let _ = faulty.stdin.take().unwrap().write_all(b"bye\n");
+    faulty.wait().unwrap();
+    let st = w
+        .wait_exit(Duration::from_secs(5))
+        .expect("the worker did not exit");
+    assert_eq!(st.code(), Some(3));
+}

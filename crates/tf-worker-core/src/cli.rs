@@ -200,6 +200,7 @@ pub fn main_with(make_backend: impl FnOnce() -> Result<Box<dyn Backend>, String>
     };
     tracing::info!(backend = %backend.describe(), limit_mb = limit.map(|l| l >> 20), "starting");
     let worker = Worker::new(backend, limit);
+    worker.set_exit_on_fault(true);
     match serve(worker, &net) {
         Ok(()) => 0,
         Err(e) => {

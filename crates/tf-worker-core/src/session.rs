@@ -65,6 +65,7 @@ pub struct Session {
 impl Session {
     pub fn new(worker: Arc<Worker>, peer: String) -> Self {
         let id = worker.next_session_id();
+        worker.session_started();
         Self {
             id,
             worker,
@@ -108,6 +109,7 @@ impl Session {
             if p.len() >= 4 && p[..4] != [0; 4] {
                 let status = u32::from_le_bytes([p[0], p[1], p[2], p[3]]);
                 tracing::debug!(status, "call failed");
+                self.worker.note_status(self.id, status);
             }
         }
         if header.is_no_reply() {
@@ -119,6 +121,7 @@ impl Session {
                         "enqueue call failed; reported at the next synchronous call"
                     );
                     self.deferred = status;
+                    self.worker.note_status(self.id, status);
                 }
             }
             return Outcome::Silent;
@@ -281,6 +284,13 @@ impl CoreCalls for Session {
         reply((|| {
             if flags != 0 {
                 return Err(cu::INVALID_VALUE);
+            }
+            if let fault @ 1.. = w.fault() {
+                w.warn_limited(&format!(
+                    "refusing client {}: this worker lost its GPU context to a faulting kernel (CUDA error {fault}); restart tensor-fusion-worker",
+                    self.peer
+                ));
+                return Err(cu::DEVICE_UNAVAILABLE);
             }
             let devices = w.devices()?;
             self.devices = devices.len();
@@ -485,5 +495,6 @@ impl Drop for Session {
             let _ = self.worker.release_primary(dev);
         }
         tracing::info!(session = self.id, peer = %self.peer, freed_allocations = n, freed_bytes = bytes, "session ended");
+        self.worker.session_ended();
     }
 }

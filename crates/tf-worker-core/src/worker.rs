@@ -2,7 +2,7 @@
 //! and its accounting, cached device facts, and the accept loops.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,21 @@ pub struct Worker {
     devices: OnceLock<Vec<DeviceInfo>>,
     primary: Mutex<HashMap<i32, (BackendCtx, u32)>>,
     last_warn: Mutex<Option<Instant>>,
+    /// Sessions alive now.
+    active: AtomicU64,
+    /// The sticky status of a kernel fault that lost the GPU context for
+    /// every client of this process (0 while healthy); see [`Worker::note_status`].
+    fault: AtomicU32,
+    /// Exit once a fault happened and the last session is gone (the CLI
+    /// sets it: a supervisor then restarts the worker).
+    exit_on_fault: AtomicBool,
+}
+
+/// Statuses after which the CUDA context is unusable (sticky kernel faults):
+/// illegal address, hardware stack error, illegal instruction, misaligned
+/// address, invalid address space, invalid PC, launch failure.
+pub fn is_sticky_fault(status: u32) -> bool {
+    matches!(status, 700 | 714..=719)
 }
 
 impl Worker {
@@ -35,7 +50,56 @@ impl Worker {
             devices: OnceLock::new(),
             primary: Mutex::new(HashMap::new()),
             last_warn: Mutex::new(None),
+            active: AtomicU64::new(0),
+            fault: AtomicU32::new(0),
+            exit_on_fault: AtomicBool::new(false),
         })
+    }
+
+    /// Makes the process exit when the GPU context was lost to a kernel
+    /// fault and the last client has gone (set by the worker binary).
+    pub fn set_exit_on_fault(&self, on: bool) {
+        self.exit_on_fault.store(on, Ordering::Relaxed);
+    }
+
+    /// Watches every status a session answers. A sticky kernel fault loses
+    /// the context that all sessions share, and on driver 580 not even a
+    /// reset makes the device usable again in this process: say so once,
+    /// refuse new clients (`cuInit`), and exit when the last one has gone.
+    pub fn note_status(&self, session: u64, status: u32) {
+        if is_sticky_fault(status)
+            && self
+                .fault
+                .compare_exchange(0, status, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                session,
+                status,
+                "a kernel of client session {session} faulted (CUDA error {status}): the GPU context shared by this worker's clients is lost and cannot be recovered in this process; new clients are refused, and the worker exits when its last client has gone (restart it, or let its supervisor do so)"
+            );
+        }
+    }
+
+    /// The sticky fault that lost the GPU context, or 0.
+    pub fn fault(&self) -> u32 {
+        self.fault.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn session_started(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn session_ended(&self) {
+        let left = self.active.fetch_sub(1, Ordering::AcqRel) - 1;
+        let fault = self.fault();
+        if left == 0 && fault != 0 && self.exit_on_fault.load(Ordering::Relaxed) {
+            tracing::error!(
+                status = fault,
+                "exiting: the GPU context was lost to a faulting kernel (CUDA error {fault}) and no client is left; restart tensor-fusion-worker"
+            );
+            std::process::exit(3);
+        }
     }
 
     pub fn backend(&self) -> &dyn Backend {

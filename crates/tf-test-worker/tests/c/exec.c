@@ -595,9 +595,34 @@ static int hold(void) {
     }
 }
 
+/* A kernel that faults (the test backend's "tf_test_fault"): the sticky
+ * error at the next synchronization; then wait for a line on stdin, so the
+ * test can try another client while this one still holds its session. */
+static int fault(void) {
+    static const char FAULTY[] = "//\n.version 8.0\n.target sm_90\n.address_size 64\n"
+                                 ".visible .entry tf_test_fault()\n{\n ret;\n}\n";
+    setup();
+    CUmodule m;
+    CUfunction f;
+    CHECK(cuModuleLoadData(&m, FAULTY));
+    CHECK(cuModuleGetFunction(&f, m, "tf_test_fault"));
+    CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, NULL, NULL));
+    EXPECT_RC(700 /* ILLEGAL_ADDRESS */, cuCtxSynchronize());
+    printf("faulted\n");
+    fflush(stdout);
+    char line[8];
+    if (!fgets(line, sizeof line, stdin)) return 0;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     load();
     if (argc >= 2 && strcmp(argv[1], "hold") == 0) return hold();
+    if (argc >= 2 && strcmp(argv[1], "fault") == 0) return fault();
+    if (argc >= 2 && strcmp(argv[1], "init") == 0) {
+        printf("init %d\n", cuInit(0));
+        return 0;
+    }
     if (argc >= 2 && strcmp(argv[1], "full") == 0) {
         CUfunction f_add, f_bv;
         CUlibrary lib;
@@ -608,6 +633,6 @@ int main(int argc, char **argv) {
         printf("PASS modules, launches, streams, events\n");
         return 0;
     }
-    printf("usage: exec full | hold\n");
+    printf("usage: exec full | hold | fault | init\n");
     return 2;
 }
