@@ -10,8 +10,9 @@
 # own results against the CPU and prints PASS), then through the client
 # (LD_LIBRARY_PATH) against a worker over NATIVE and SHMEM; its stdout must
 # equal the native one. A failing row names what the client's log says it
-# does not remote yet. After illegal_address, the worker must still serve a
-# new client. The programs that fault or fail allocations run last.
+# does not remote yet. After illegal_address the worker must exit (status 3,
+# its GPU context is lost) and a restarted one serve a new client. The
+# programs that fault or fail allocations run last.
 SU_CUDA=${CUDA_HOME:-/usr/local/cuda}
 SU_NVCC=$SU_CUDA/bin/nvcc
 SU_SRC=.gpu/tests/cuda
@@ -123,6 +124,29 @@ for net in native shmem; do
             row "cuda suite $b, via client $net" FAIL "$(su_why "$out" $su_rc)$(su_missing "$out.client.log")"
             [ $su_rc = 124 ] && su_timed_out=$b
         fi
+        case $b in illegal_address*)
+            # A kernel fault loses the GPU context all of the worker's clients
+            # share (not recoverable in the process on driver 580): the worker
+            # must say so, refuse new clients and exit with status 3 once the
+            # faulting client has gone. Then a fresh worker serves the rest.
+            for _ in $(seq 50); do kill -0 "$WORKER_PID" 2>/dev/null || break; sleep 0.1; done
+            if kill -0 "$WORKER_PID" 2>/dev/null; then
+                row "cuda suite: worker after the fault of $b, $net" FAIL "still running after the faulting client left"
+                stop_worker
+            else
+                wait "$WORKER_PID"
+                wst=$?
+                if [ $wst = 3 ] && grep -q "cannot be recovered in this process" "$log"; then
+                    row "cuda suite: worker after the fault of $b, $net" PASS "exited with status 3 and said why: $(grep -m1 -o 'exiting: .*' "$log" | cut -c1-120)"
+                else
+                    row "cuda suite: worker after the fault of $b, $net" FAIL "exit status $wst: $(tail -1 "$log" | cut -c1-160)"
+                fi
+                rm -f /dev/shm/tf_gpu_check
+            fi
+            log=$PART_OUT/worker-$net-after-$b.log
+            start_worker $net "$log" || { row "cuda suite, $net worker restart" FAIL "did not start"; break; }
+            ;;
+        esac
     done
     # The faulting client is gone: a new one must get native results.
     if [ -x "$SU_BIN/illegal_address_static" ] && [ -f "$PART_OUT/$SU_CHECK.driver.txt" ]; then

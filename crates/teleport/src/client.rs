@@ -111,6 +111,10 @@ pub struct Client {
     link: Mutex<Link>,
     /// Nonzero once the connection is lost: a sticky CUresult.
     lost: AtomicU32,
+    /// A sticky kernel fault the worker reported (0 if none): like the
+    /// driver with a faulted context, every later call that reaches the
+    /// worker answers it without asking.
+    fault: AtomicU32,
     pub ack: HelloAck,
     max_pending: usize,
     chunk: usize,
@@ -164,6 +168,7 @@ impl Client {
         Ok(Client {
             link: Mutex::new(link),
             lost: AtomicU32::new(0),
+            fault: AtomicU32::new(0),
             ack,
             max_pending: settings.max_cache_request_count,
             chunk,
@@ -183,8 +188,35 @@ impl Client {
 
     fn check_lost(&self) -> Result<(), u32> {
         match self.lost.load(Ordering::Relaxed) {
-            0 => Ok(()),
+            0 => match self.fault.load(Ordering::Relaxed) {
+                0 => Ok(()),
+                f => Err(f),
+            },
             s => Err(s),
+        }
+    }
+
+    /// Remembers a sticky kernel fault (700, 714–719) the worker answered.
+    fn note_fault(&self, status: u32) {
+        if matches!(status, 700 | 714..=719) {
+            let _ = self
+                .fault
+                .compare_exchange(0, status, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a kernel fault made the context unusable.
+    pub fn faulted(&self) -> bool {
+        self.fault.load(Ordering::Relaxed) != 0
+    }
+
+    /// `cuDevicePrimaryCtxReset` after a fault: the reset succeeds, and the
+    /// device stays unavailable to this process, as driver 580 answers
+    /// (`CUDA_ERROR_DEVICE_UNAVAILABLE`, measured by
+    /// `tests/gpu/cuda/illegal_address.cu`).
+    pub fn reset_after_fault(&self) {
+        if self.faulted() {
+            self.fault.store(46, Ordering::Relaxed);
         }
     }
 
@@ -212,6 +244,7 @@ impl Client {
                 link.unacked = 0;
                 if let Err(status) = r {
                     note_refused(req, status);
+                    self.note_fault(status);
                 }
                 r
             }
@@ -254,7 +287,10 @@ impl Client {
                 link.unacked = 0;
                 match status {
                     0 => Ok(()),
-                    s => Err(s),
+                    s => {
+                        self.note_fault(s);
+                        Err(s)
+                    }
                 }
             }
             Err(why) => Err(self.fail(why)),
@@ -387,6 +423,7 @@ impl Client {
         }
         link.unacked = 0;
         if first_err != 0 {
+            self.note_fault(first_err);
             Err(first_err)
         } else {
             Ok(())

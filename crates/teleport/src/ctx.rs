@@ -415,7 +415,13 @@ unsafe extern "C" fn cu_device_primary_ctx_reset(dev: CUdevice) -> CUresult {
         if h != 0 {
             crate::runtime::context_gone(h);
         }
-        call(CtxRequest::PrimaryCtxReset { dev })?;
+        match crate::client::existing() {
+            // After a kernel fault the worker's context cannot be reset in
+            // its process; the reset "succeeds" and the device stays
+            // unavailable, as the real driver answers.
+            Some(c) if c.faulted() => c.reset_after_fault(),
+            _ => call(CtxRequest::PrimaryCtxReset { dev })?,
+        }
         crate::cuda::forget_primary(dev);
         with(|r| {
             let p = r.primary.entry(dev).or_default();

@@ -47,6 +47,7 @@ FN(CUresult, cuCtxSetCurrent, (CUcontext))
 FN(CUresult, cuCtxSynchronize, (void))
 FN(CUresult, cuGetErrorName, (CUresult, const char **))
 FN(CUresult, cuMemAlloc_v2, (CUdeviceptr *, size_t))
+FN(CUresult, cuDevicePrimaryCtxReset_v2, (CUdevice))
 FN(CUresult, cuMemFree_v2, (CUdeviceptr))
 FN(CUresult, cuMemcpyHtoD_v2, (CUdeviceptr, const void *, size_t))
 FN(CUresult, cuMemcpyDtoH_v2, (void *, CUdeviceptr, size_t))
@@ -206,6 +207,7 @@ static void load(void) {
     EXPECT(dlsym(cuda, "TENSOR_FUSION_CLIENT") != NULL, "libcuda.so.1 is not the tensor-fusion client");
     LOAD(cuInit); LOAD(cuDeviceGet); LOAD(cuDevicePrimaryCtxRetain); LOAD(cuCtxSetCurrent);
     LOAD(cuCtxSynchronize); LOAD(cuGetErrorName); LOAD(cuMemAlloc_v2); LOAD(cuMemFree_v2);
+    LOAD(cuDevicePrimaryCtxReset_v2);
     LOAD(cuMemcpyHtoD_v2); LOAD(cuMemcpyDtoH_v2); LOAD(cuMemcpyHtoDAsync_v2); LOAD(cuMemcpyDtoHAsync_v2);
     LOAD(cuMemcpyDtoDAsync_v2); LOAD(cuMemcpyHtoDAsync_v2_ptsz); LOAD(cuMemcpyDtoHAsync_v2_ptsz);
     LOAD(cuMemsetD8Async); LOAD(cuMemsetD16Async); LOAD(cuMemsetD32Async); LOAD(cuMemsetD32Async_ptsz);
@@ -608,6 +610,15 @@ static int fault(void) {
     CHECK(cuModuleGetFunction(&f, m, "tf_test_fault"));
     CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, NULL, NULL));
     EXPECT_RC(700 /* ILLEGAL_ADDRESS */, cuCtxSynchronize());
+    /* Sticky, as natively: every later call that needs the context fails
+     * with it, also stream creation; a reset succeeds and leaves the device
+     * unavailable (46), as driver 580 answers. */
+    CUdeviceptr d;
+    CUstream st;
+    EXPECT_RC(700, cuMemAlloc_v2(&d, 16));
+    EXPECT_RC(700, cuStreamCreate(&st, 0));
+    EXPECT_RC(0, cuDevicePrimaryCtxReset_v2(0));
+    EXPECT_RC(46, cuMemAlloc_v2(&d, 16));
     printf("faulted\n");
     fflush(stdout);
     char line[8];
