@@ -235,6 +235,12 @@ impl Client {
     /// A synchronous call: sends, waits for the answer. `Err` is a CUresult
     /// (the worker's, or the sticky lost-connection error).
     pub fn call<B: Body>(&self, req: &Request<'_>) -> Result<B, u32> {
+        if self.faulted() && releases(req) {
+            // See `enqueue`: releases answer an empty success.
+            if let Ok(b) = B::get(&mut tf_protocol::Reader::new(&[], "release")) {
+                return Ok(b);
+            }
+        }
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let t = crate::stats::start();
@@ -301,6 +307,12 @@ impl Client {
     /// by the next synchronous call. After `TF_MAX_CACHE_REQUEST_COUNT`
     /// unacknowledged calls a round trip bounds the pipeline.
     pub fn enqueue(&self, req: &Request<'_>) -> Result<(), u32> {
+        if self.faulted() && releases(req) {
+            // Releasing what a faulted context held succeeds, as natively
+            // (cudart tears down its modules in cudaDeviceReset); the
+            // worker cannot run it in that context and exits anyway.
+            return Ok(());
+        }
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let t = crate::stats::start();
@@ -442,6 +454,21 @@ impl Client {
             .store(ClientError::Lost(String::new()).cuda(), Ordering::Relaxed);
         link.conn = None;
     }
+}
+
+/// Requests that only release something the application held.
+fn releases(req: &Request<'_>) -> bool {
+    use tf_protocol::exec_msgs::ExecRequest as E;
+    matches!(
+        req,
+        Request::PrimaryCtxRelease { .. }
+            | Request::Exec(
+                E::ModuleUnload { .. }
+                    | E::LibraryUnload { .. }
+                    | E::StreamDestroy { .. }
+                    | E::EventDestroy { .. }
+            )
+    )
 }
 
 /// Records a request's time when dropped (`TF_CALL_STATS`).
