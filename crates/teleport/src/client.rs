@@ -243,9 +243,9 @@ impl Client {
         }
         self.check_lost()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let t = crate::stats::start();
+        let _record = Record(req.opcode(), crate::stats::start());
         let mut link = self.link();
-        let r = match round_trip::<B>(&mut link, req) {
+        match round_trip::<B>(&mut link, req) {
             Ok(r) => {
                 link.unacked = 0;
                 if let Err(status) = r {
@@ -255,10 +255,7 @@ impl Client {
                 r
             }
             Err(why) => Err(self.fail(why)),
-        };
-        drop(link);
-        crate::stats::record(req.opcode(), t);
-        r
+        }
     }
 
     /// A synchronous call whose answer is bulk data (a status, then exactly

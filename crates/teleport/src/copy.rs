@@ -446,7 +446,5 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
         (c::cuMemcpyAsync, cu_memcpy_async as Entry),
         (c::cuMemcpyAsync_ptsz, cu_memcpy_async_ptsz as Entry),
     ];
-    for (i, e) in entries {
-        set(*i, *e);
-    }
+    crate::set_each(set, entries);
 }

@@ -420,7 +420,5 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
         (c::cuStreamGetId, cu_stream_get_id as Entry),
         (c::cuStreamGetId_ptsz, cu_stream_get_id_ptsz as Entry),
     ];
-    for (i, e) in entries {
-        set(*i, *e);
-    }
+    crate::set_each(set, entries);
 }

@@ -33,6 +33,13 @@ use tf_api::{CUDA_API_HASH, CUDA_COUNT, NVML_API_HASH, NVML_COUNT};
 /// An address stored in an export slot.
 pub(crate) type Entry = *const c_void;
 
+/// Points every `(slot, function)` of a module's table at its function.
+pub(crate) fn set_each(set: &mut dyn FnMut(usize, Entry), entries: &[(usize, Entry)]) {
+    for &(slot, f) in entries {
+        set(slot, f);
+    }
+}
+
 struct Table<const N: usize>([Entry; N]);
 // SAFETY: the table holds addresses of functions, immutable once built.
 unsafe impl<const N: usize> Sync for Table<N> {}

@@ -839,7 +839,5 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
             cu_stream_add_callback_ptsz as Entry,
         ),
     ];
-    for (i, e) in entries {
-        set(*i, *e);
-    }
+    crate::set_each(set, entries);
 }

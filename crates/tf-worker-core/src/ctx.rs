@@ -90,11 +90,6 @@ impl CtxState {
         self.created.get(&handle).map(|(c, _)| *c)
     }
 
-    /// Any created context.
-    pub fn any(&self) -> Option<BackendCtx> {
-        self.created.values().next().map(|(c, _)| *c)
-    }
-
     /// The device of a created context's id.
     pub fn device(&self, handle: u64) -> Option<i32> {
         self.created.get(&handle).map(|(_, d)| *d)

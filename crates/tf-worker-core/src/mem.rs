@@ -326,10 +326,6 @@ fn location_device(s: &Session, l: &Location) -> Result<i32, Status> {
     Ok(l.id)
 }
 
-fn session_ctx(s: &mut Session, dev: Option<i32>) -> Result<BackendCtx, Status> {
-    s.device_ctx(dev)
-}
-
 fn find_pool(s: &Session, id: u64) -> Result<Pool, Status> {
     s.mem.pools.get(&id).copied().ok_or(cu::INVALID_VALUE)
 }
@@ -339,7 +335,7 @@ fn default_pool(s: &mut Session, dev: i32) -> Result<u64, Status> {
     if let Some(id) = s.mem.default_pool.get(&dev) {
         return Ok(*id);
     }
-    let ctx = session_ctx(s, Some(dev))?;
+    let ctx = s.device_ctx(Some(dev))?;
     let props = PoolProps {
         kind: ALLOCATION_PINNED,
         location: Location {
@@ -469,7 +465,7 @@ impl MemCalls for Session {
             if size == 0 {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, None)?;
+            let ctx = self.device_ctx(None)?;
             let ptr = self
                 .worker
                 .backend()
@@ -488,7 +484,7 @@ impl MemCalls for Session {
                 // Still mapped: the application must unmap first.
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, None)?;
+            let ctx = self.device_ctx(None)?;
             self.worker.backend().address_free(ctx, ptr, size)?;
             self.mem.reservations.remove(&ptr);
             Ok(())
@@ -502,7 +498,7 @@ impl MemCalls for Session {
             if size == 0 || prop.kind != ALLOCATION_PINNED {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, Some(dev))?;
+            let ctx = self.device_ctx(Some(dev))?;
             w.charge(size)?;
             let real = w
                 .backend()
@@ -527,7 +523,7 @@ impl MemCalls for Session {
         reply((|| {
             let p = *self.mem.phys.get(&handle).ok_or(cu::INVALID_VALUE)?;
             w.backend()
-                .mem_release(session_ctx(self, Some(p.dev))?, p.real)?;
+                .mem_release(self.device_ctx(Some(p.dev))?, p.real)?;
             if p.refs <= 1 {
                 self.mem.phys.remove(&handle);
                 w.uncharge(p.size);
@@ -549,7 +545,7 @@ impl MemCalls for Session {
             {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker
                 .backend()
                 .mem_map(ctx, ptr, size, offset, p.real, flags)?;
@@ -573,7 +569,7 @@ impl MemCalls for Session {
                 .map(|(start, stop)| if stop <= end { Ok(start) } else { Err(()) })
                 .collect::<Result<_, _>>()
                 .map_err(|()| cu::INVALID_VALUE)?;
-            let ctx = session_ctx(self, None)?;
+            let ctx = self.device_ctx(None)?;
             self.worker.backend().mem_unmap(ctx, ptr, size)?;
             for start in inside {
                 self.mem.mappings.remove(&start);
@@ -590,7 +586,7 @@ impl MemCalls for Session {
             if !self.mem.covers(ptr, size) || self.mem.pool_allocs.contains_key(&ptr) {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, None)?;
+            let ctx = self.device_ctx(None)?;
             self.worker.backend().mem_set_access(ctx, ptr, size, &descs)
         })())
     }
@@ -601,7 +597,7 @@ impl MemCalls for Session {
             if !self.mem.covers(ptr, 1) {
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, None)?;
+            let ctx = self.device_ctx(None)?;
             self.worker.backend().mem_get_access(ctx, location, ptr)
         })())
     }
@@ -609,7 +605,7 @@ impl MemCalls for Session {
     fn granularity(&mut self, prop: AllocProp, option: u32) -> Outcome {
         reply((|| {
             let dev = location_device(self, &prop.location)?;
-            let ctx = session_ctx(self, Some(dev))?;
+            let ctx = self.device_ctx(Some(dev))?;
             self.worker.backend().granularity(ctx, &prop, option)
         })())
     }
@@ -627,7 +623,7 @@ impl MemCalls for Session {
                 return Err(cu::INVALID_VALUE);
             }
             let p = *self.mem.phys.get(&id).ok_or(cu::INVALID_VALUE)?;
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker.backend().retain_handle(ctx, ptr)?;
             if let Some(e) = self.mem.phys.get_mut(&id) {
                 e.refs += 1;
@@ -699,7 +695,7 @@ impl MemCalls for Session {
     fn pool_create(&mut self, props: PoolProps) -> Outcome {
         reply((|| {
             let dev = location_device(self, &props.location)?;
-            let ctx = session_ctx(self, Some(dev))?;
+            let ctx = self.device_ctx(Some(dev))?;
             let real = self.worker.backend().pool_create(ctx, &props)?;
             let id = self.mem.mint(handle::POOL);
             self.mem.pools.insert(id, Pool { real, dev });
@@ -714,7 +710,7 @@ impl MemCalls for Session {
                 // As the real driver: a device's default pool is not destroyed.
                 return Err(cu::INVALID_VALUE);
             }
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker.backend().pool_destroy(ctx, p.real)?;
             self.mem.pools.remove(&pool);
             if self.mem.current_pool.get(&p.dev) == Some(&pool) {
@@ -727,7 +723,7 @@ impl MemCalls for Session {
     fn pool_set_attribute(&mut self, pool: u64, attr: u32, value: u64) -> Outcome {
         reply((|| {
             let p = find_pool(self, pool)?;
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker
                 .backend()
                 .pool_set_attribute(ctx, p.real, attr, value)
@@ -737,7 +733,7 @@ impl MemCalls for Session {
     fn pool_get_attribute(&mut self, pool: u64, attr: u32) -> Outcome {
         reply((|| {
             let p = find_pool(self, pool)?;
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker.backend().pool_get_attribute(ctx, p.real, attr)
         })())
     }
@@ -745,7 +741,7 @@ impl MemCalls for Session {
     fn pool_trim_to(&mut self, pool: u64, keep: u64) -> Outcome {
         reply((|| {
             let p = find_pool(self, pool)?;
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker.backend().pool_trim(ctx, p.real, keep)
         })())
     }
@@ -756,7 +752,7 @@ impl MemCalls for Session {
             for d in &descs {
                 location_device(self, &d.location)?;
             }
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker.backend().pool_set_access(ctx, p.real, &descs)
         })())
     }
@@ -765,7 +761,7 @@ impl MemCalls for Session {
         reply((|| {
             let p = find_pool(self, pool)?;
             location_device(self, &location)?;
-            let ctx = session_ctx(self, Some(p.dev))?;
+            let ctx = self.device_ctx(Some(p.dev))?;
             self.worker.backend().pool_get_access(ctx, p.real, location)
         })())
     }

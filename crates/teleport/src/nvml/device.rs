@@ -809,9 +809,7 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
             get_compute_processes as Entry,
         ),
     ];
-    for &(i, f) in table {
-        set(i, f);
-    }
+    crate::set_each(set, table);
     for i in [
         n::nvmlDeviceGetGraphicsRunningProcesses,
         n::nvmlDeviceGetGraphicsRunningProcesses_v2,
