@@ -52,14 +52,6 @@ pub(crate) fn record_site(at: &'static Location<'static>, started: Option<Instan
     }
 }
 
-fn name(opcode: u32) -> String {
-    match tf_api::remoted_by_opcode(opcode) {
-        Some((i, tf_api::Api::Cuda, ..)) => tf_api::CUDA_NAMES[*i].to_string(),
-        Some((i, tf_api::Api::Nvml, ..)) => tf_api::NVML_NAMES[*i].to_string(),
-        None => format!("control {opcode}"),
-    }
-}
-
 /// The table, most waited-for first (once per process).
 pub(crate) fn report() {
     if !enabled() || PRINTED.swap(true, Ordering::Relaxed) {
@@ -80,7 +72,7 @@ pub(crate) fn report() {
     for (nanos, n, op) in rows.iter().take(25) {
         text.push_str(&format!(
             "{:<44} {:>10} {:>12.1} {:>10.1}\n",
-            name(*op),
+            tf_api::opcode_name(*op),
             n,
             *nanos as f64 / 1e6,
             *nanos as f64 / 1e3 / *n as f64

@@ -94,6 +94,16 @@ pub fn remoted_by_opcode(opcode: u32) -> Option<&'static (usize, Api, CallClass,
         .map(|i| &REMOTED[i])
 }
 
+/// The API name of a remoted opcode (`cuMemAlloc_v2`), or `control N` for
+/// the protocol's own requests (handshake, goodbye): for logs and statistics.
+pub fn opcode_name(opcode: u32) -> String {
+    match remoted_by_opcode(opcode) {
+        Some((i, Api::Cuda, ..)) => CUDA_NAMES[*i].to_string(),
+        Some((i, Api::Nvml, ..)) => NVML_NAMES[*i].to_string(),
+        None => format!("control {opcode}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

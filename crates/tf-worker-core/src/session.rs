@@ -60,6 +60,8 @@ pub struct Session {
     pub(crate) graph: crate::graph::GraphState,
     /// Primary contexts this session keeps alive until it ends (`device_ctx`).
     anchors: HashMap<i32, BackendCtx>,
+    /// `TF_CALL_STATS`: time spent per request, logged when the session ends.
+    stats: crate::stats::CallStats,
 }
 
 impl Session {
@@ -81,6 +83,7 @@ impl Session {
             mem: Default::default(),
             graph: Default::default(),
             anchors: HashMap::new(),
+            stats: Default::default(),
         }
     }
 
@@ -103,7 +106,9 @@ impl Session {
         let _span =
             tracing::debug_span!("call", session = self.id, call = %req, bytes = payload.len())
                 .entered();
+        let timer = self.stats.start();
         let out = crate::calls::route(self, req);
+        self.stats.record(header.opcode, timer);
         if let Outcome::Reply(ref p) = out {
             // Failures are what one reads a debug log for.
             if p.len() >= 4 && p[..4] != [0; 4] {
@@ -493,6 +498,9 @@ impl Drop for Session {
         // Last: the contexts everything above was released in.
         for (dev, _) in std::mem::take(&mut self.anchors) {
             let _ = self.worker.release_primary(dev);
+        }
+        if let Some(table) = self.stats.table() {
+            tracing::info!(session = self.id, "{table}");
         }
         tracing::info!(session = self.id, peer = %self.peer, freed_allocations = n, freed_bytes = bytes, "session ended");
         self.worker.session_ended();
