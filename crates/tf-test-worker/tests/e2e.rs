@@ -130,6 +130,60 @@ fn killed_client_is_cleaned_up_shmem() {
     killed_client(&Worker::shmem(256, &[("TF_GPU_MEMORY_LIMIT", "1024")]));
 }
 
+/// Each client is served by a session process of its own, named like the
+/// worker (nvidia-smi and ps show it so); session processes end with the
+/// worker, and their clients get an error instead of waiting forever.
+fn session_processes(mut w: Worker) {
+    let mut holder = client(&w.info, Inject::LibraryPath, &["hold", &MIB.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "holding");
+    let kids = w.children();
+    assert_eq!(kids.len(), 1, "one session process per client: {kids:?}");
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", kids[0])).unwrap();
+    assert_eq!(comm.trim(), "tf-test-worker", "named like the worker");
+    assert!(w.log_contains("session process started"));
+    w.kill();
+    let t = Instant::now();
+    while std::path::Path::new(&format!("/proc/{}/comm", kids[0])).exists()
+        && std::fs::read_to_string(format!("/proc/{}/stat", kids[0]))
+            .is_ok_and(|s| !s.contains(") Z "))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the session process outlived the worker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    loop {
+        if let Some(st) = holder.try_wait().unwrap() {
+            assert!(!st.success(), "the client of a dead worker must fail");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "the client hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn session_processes_serve_clients_and_end_with_the_worker_native() {
+    session_processes(Worker::native(&[]));
+}
+
+#[test]
+fn session_processes_serve_clients_and_end_with_the_worker_shmem() {
+    session_processes(Worker::shmem(64, &[]));
+}
+
 fn expect_init_error(info: &str, code: u32, stderr_needle: &str, within: Duration) {
     let start = Instant::now();
     let o = run(

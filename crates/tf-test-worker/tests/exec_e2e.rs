@@ -110,29 +110,89 @@ fn killed_client_streams_and_modules_are_released_shmem() {
     killed_client(&Worker::shmem(64, &[]));
 }
 
-/// A kernel fault loses the GPU context every client of the worker shares
-/// (and on driver 580 not even a reset recovers it in the process): the
-/// worker says so once, refuses new clients with CUDA_ERROR_DEVICE_UNAVAILABLE
-/// and exits (status 3) when its last client has gone, for its supervisor to
-/// restart it. The test backend's "tf_test_fault" kernel stands for the fault.
-#[test]
-fn a_kernel_fault_refuses_new_clients_and_the_worker_exits_when_idle() {
-    use std::io::Write;
-    let mut w = Worker::native(&[]);
-    let mut faulty = exec(&w, Inject::LibraryPath, &["fault"])
+/// Starts `args` with piped stdin/stdout and waits for its first line.
+fn started(w: &Worker, args: &[&str], first_line: &str) -> std::process::Child {
+    let mut c = exec(w, Inject::LibraryPath, args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(faulty.stdout.take().unwrap())
+    std::io::BufReader::new(c.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
     assert_eq!(
         line.trim(),
-        "faulted",
-        "the faulting client did not see 700"
+        first_line,
+        "{args:?} did not start as expected"
     );
+    c
+}
+
+/// A kernel fault is sticky for every CUDA context of the process it happens
+/// in (measured on driver 580), so by default the worker serves each client
+/// in its own process: the faulting client sees the fault as it would
+/// natively, a client connected before it and a client connecting after it
+/// work normally, and the worker keeps serving. The test backend's
+/// "tf_test_fault" kernel stands for the fault.
+fn a_kernel_fault_ends_only_its_own_session(w: &mut Worker) {
+    use std::io::Write;
+    let mut bystander = started(w, &["ready"], "ready");
+    let mut faulty = started(w, &["fault"], "faulted");
+    assert!(w.log_contains("this client's GPU context is lost"));
+    // A new client after the fault.
+    assert_pass(&run(
+        exec(w, Inject::LibraryPath, &["full"]),
+        Duration::from_secs(60),
+    ));
+    // The client connected before the fault.
+    bystander.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let o = bystander.wait_with_output().unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("PASS"),
+        "the bystander failed: {}",
+        text(&o)
+    );
+    let _ = faulty.stdin.take().unwrap().write_all(b"bye\n");
+    faulty.wait().unwrap();
+    let t = Instant::now();
+    while !w.log_contains("ended after its client's kernel fault") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "no word of the faulted session's end"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        w.wait_exit(Duration::from_millis(300)).is_none(),
+        "the worker exited"
+    );
+    assert_pass(&run(
+        exec(w, Inject::LibraryPath, &["full"]),
+        Duration::from_secs(60),
+    ));
+}
+
+#[test]
+fn a_kernel_fault_ends_only_its_own_session_native() {
+    a_kernel_fault_ends_only_its_own_session(&mut Worker::native(&[]));
+}
+
+#[test]
+fn a_kernel_fault_ends_only_its_own_session_shmem() {
+    a_kernel_fault_ends_only_its_own_session(&mut Worker::shmem(64, &[]));
+}
+
+/// With `TF_SESSION_ISOLATION=thread` all clients share one GPU context, which
+/// a kernel fault loses for all of them (on driver 580 not even a reset
+/// recovers it in the process): the worker says so once, refuses new
+/// clients with CUDA_ERROR_DEVICE_UNAVAILABLE and exits (status 3) when its
+/// last client has gone, for its supervisor to restart it.
+#[test]
+fn with_thread_isolation_a_kernel_fault_refuses_new_clients_and_the_worker_exits_when_idle() {
+    use std::io::Write;
+    let mut w = Worker::native(&[("TF_SESSION_ISOLATION", "thread")]);
+    let mut faulty = started(&w, &["fault"], "faulted");
     let o = run(
         exec(&w, Inject::LibraryPath, &["init"]),
         Duration::from_secs(60),

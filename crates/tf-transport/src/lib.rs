@@ -32,7 +32,7 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use error::TransportError;
-pub use shm::{ShmConnection, ShmServer};
+pub use shm::{ShmConnection, ShmHandoff, ShmServer};
 pub use tcp::{NativeListener, TcpConnection};
 pub use tf_protocol::{FrameHeader, HEADER_LEN, MAX_PAYLOAD};
 

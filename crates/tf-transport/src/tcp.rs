@@ -65,6 +65,19 @@ impl TcpConnection {
         })
     }
 
+    /// Gives up the socket, for a session process to serve it (the
+    /// worker's process per session). Refused once bytes were read into this
+    /// connection's buffer: they would be lost to the new owner.
+    pub fn into_stream(self) -> Result<TcpStream, TransportError> {
+        if !self.reader.buffer().is_empty() {
+            return Err(TransportError::Io {
+                peer: self.peer,
+                source: std::io::Error::other("bytes already read cannot be handed over"),
+            });
+        }
+        Ok(self.reader.into_inner())
+    }
+
     /// See [`crate::Connection::send`].
     pub fn send(&mut self, mut header: FrameHeader, parts: &[&[u8]]) -> Result<(), TransportError> {
         let len: usize = parts.iter().map(|p| p.len()).sum();

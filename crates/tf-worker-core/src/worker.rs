@@ -18,7 +18,8 @@ pub struct Worker {
     backend: Box<dyn Backend>,
     /// `TF_CUDA_MEMORY_LIMIT` in bytes; `None` = unlimited.
     limit: Option<u64>,
-    used: AtomicU64,
+    /// Bytes charged against `limit` by all clients of the worker.
+    used: Ledger,
     sessions: AtomicU64,
     devices: OnceLock<Vec<DeviceInfo>>,
     primary: Mutex<HashMap<i32, (BackendCtx, u32)>>,
@@ -31,6 +32,26 @@ pub struct Worker {
     /// Exit once a fault happened and the last session is gone (the CLI
     /// sets it: a supervisor then restarts the worker).
     exit_on_fault: AtomicBool,
+    /// This process serves one session of a worker that runs a process per
+    /// session: a fault then loses only this client's context.
+    process_per_session: AtomicBool,
+}
+
+/// Where the bytes charged against the memory limit are counted: in this
+/// process (one process serves every session), or in memory shared with
+/// the worker's other session processes (a process per session).
+pub enum Ledger {
+    Local(AtomicU64),
+    Shared(tf_isolation::SharedCounter),
+}
+
+impl Ledger {
+    fn get(&self) -> &AtomicU64 {
+        match self {
+            Self::Local(a) => a,
+            Self::Shared(c) => c.get(),
+        }
+    }
 }
 
 /// Statuses after which the CUDA context is unusable (sticky kernel faults):
@@ -42,10 +63,20 @@ pub fn is_sticky_fault(status: u32) -> bool {
 
 impl Worker {
     pub fn new(backend: Box<dyn Backend>, limit_bytes: Option<u64>) -> Arc<Self> {
+        Self::with_ledger(backend, limit_bytes, Ledger::Local(AtomicU64::new(0)))
+    }
+
+    /// A worker whose memory accounting is `ledger` (a session process
+    /// passes the ledger it shares with its parent and siblings).
+    pub fn with_ledger(
+        backend: Box<dyn Backend>,
+        limit_bytes: Option<u64>,
+        ledger: Ledger,
+    ) -> Arc<Self> {
         Arc::new(Self {
             backend,
             limit: limit_bytes,
-            used: AtomicU64::new(0),
+            used: ledger,
             sessions: AtomicU64::new(0),
             devices: OnceLock::new(),
             primary: Mutex::new(HashMap::new()),
@@ -53,6 +84,7 @@ impl Worker {
             active: AtomicU64::new(0),
             fault: AtomicU32::new(0),
             exit_on_fault: AtomicBool::new(false),
+            process_per_session: AtomicBool::new(false),
         })
     }
 
@@ -60,6 +92,11 @@ impl Worker {
     /// fault and the last client has gone (set by the worker binary).
     pub fn set_exit_on_fault(&self, on: bool) {
         self.exit_on_fault.store(on, Ordering::Relaxed);
+    }
+
+    /// Marks this process as one session's process (a process per session).
+    pub fn set_process_per_session(&self) {
+        self.process_per_session.store(true, Ordering::Relaxed);
     }
 
     /// Watches every status a session answers. A sticky kernel fault loses
@@ -73,6 +110,14 @@ impl Worker {
                 .compare_exchange(0, status, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
         {
+            if self.process_per_session.load(Ordering::Relaxed) {
+                tracing::warn!(
+                    session,
+                    status,
+                    "a kernel of client session {session} faulted (CUDA error {status}): this client's GPU context is lost, as it would be natively (its later calls fail with that error); the worker's other clients run in their own processes and are not affected"
+                );
+                return;
+            }
             tracing::error!(
                 session,
                 status,
@@ -106,13 +151,19 @@ impl Worker {
         &*self.backend
     }
 
+    /// Makes the next session id `id` (a session process serves the id its
+    /// parent assigned, so logs of all processes agree).
+    pub fn set_next_session_id(&self, id: u64) {
+        self.sessions.store(id.saturating_sub(1), Ordering::Relaxed);
+    }
+
     pub fn next_session_id(&self) -> u64 {
         self.sessions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Bytes allocated by all clients now.
     pub fn used_bytes(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
+        self.used.get().load(Ordering::Relaxed)
     }
 
     /// Device facts, fetched from the backend once (they cannot change) with
@@ -171,13 +222,13 @@ impl Worker {
     /// allocation path (plain, VMM, pools) charges here.
     pub fn charge(&self, size: u64) -> BResult<()> {
         if let Some(limit) = self.limit {
-            let mut cur = self.used.load(Ordering::Relaxed);
+            let mut cur = self.used.get().load(Ordering::Relaxed);
             loop {
                 let next = cur
                     .checked_add(size)
                     .filter(|n| *n <= limit)
                     .ok_or(cu::OUT_OF_MEMORY)?;
-                match self.used.compare_exchange_weak(
+                match self.used.get().compare_exchange_weak(
                     cur,
                     next,
                     Ordering::AcqRel,
@@ -188,13 +239,13 @@ impl Worker {
                 }
             }
         }
-        self.used.fetch_add(size, Ordering::Relaxed);
+        self.used.get().fetch_add(size, Ordering::Relaxed);
         Ok(())
     }
 
     /// Returns bytes of an allocation that is gone (or never came).
     pub fn uncharge(&self, size: u64) {
-        self.used.fetch_sub(size, Ordering::Relaxed);
+        self.used.get().fetch_sub(size, Ordering::Relaxed);
     }
 
     /// Allocates within the memory limit.

@@ -626,6 +626,17 @@ static int fault(void) {
     return 0;
 }
 
+static int full(void) {
+    CUfunction f_add, f_bv;
+    CUlibrary lib;
+    CUcontext ctx = setup();
+    modules(ctx, &f_add, &f_bv, &lib);
+    launches(ctx, f_add, f_bv, lib);
+    CHECK(cuLibraryUnload(lib));
+    printf("PASS modules, launches, streams, events\n");
+    return 0;
+}
+
 int main(int argc, char **argv) {
     load();
     if (argc >= 2 && strcmp(argv[1], "hold") == 0) return hold();
@@ -634,16 +645,16 @@ int main(int argc, char **argv) {
         printf("init %d\n", cuInit(0));
         return 0;
     }
-    if (argc >= 2 && strcmp(argv[1], "full") == 0) {
-        CUfunction f_add, f_bv;
-        CUlibrary lib;
-        CUcontext ctx = setup();
-        modules(ctx, &f_add, &f_bv, &lib);
-        launches(ctx, f_add, f_bv, lib);
-        CHECK(cuLibraryUnload(lib));
-        printf("PASS modules, launches, streams, events\n");
-        return 0;
+    if (argc >= 2 && strcmp(argv[1], "full") == 0) return full();
+    /* Connected first, working later: a bystander of another client's fault. */
+    if (argc >= 2 && strcmp(argv[1], "ready") == 0) {
+        setup();
+        printf("ready\n");
+        fflush(stdout);
+        char line[8];
+        if (!fgets(line, sizeof line, stdin)) return 1;
+        return full();
     }
-    printf("usage: exec full | hold | fault | init\n");
+    printf("usage: exec full | hold | fault | init | ready\n");
     return 2;
 }

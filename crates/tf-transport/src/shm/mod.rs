@@ -39,6 +39,7 @@ mod region;
 mod ring;
 mod server;
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -265,6 +266,21 @@ enum Owner {
     Client(client::Heartbeat),
     /// Keeps the worker's heartbeat (and the server's bookkeeping) alive.
     Worker(Arc<server::ServerShared>),
+    /// The worker side of a slot that another process accepted and keeps
+    /// (a session process, see [`ShmConnection::adopt`]): that process
+    /// heart-beats and releases the slot when this one has exited, so
+    /// dropping this end changes nothing in the region.
+    Adopted,
+}
+
+/// What a session process needs to serve the worker side of a slot its
+/// parent accepted: the slot and the generation and epoch it was accepted
+/// in, so the child can never serve a slot that has since changed hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShmHandoff {
+    pub slot: usize,
+    pub generation: u64,
+    pub epoch: u64,
 }
 
 /// One end of a slot: the client's or the worker's.
@@ -336,6 +352,48 @@ impl ShmConnection {
             max_payload,
             owner,
         }
+    }
+
+    /// The worker side of this connection, for a session process to
+    /// [`adopt`](Self::adopt) while this one keeps the connection (and with
+    /// it the slot) until that process has exited. `None` on the client side.
+    pub fn handoff(&self) -> Option<ShmHandoff> {
+        matches!(self.owner, Owner::Worker(_)).then_some(ShmHandoff {
+            slot: self.live.slot,
+            generation: self.live.generation,
+            epoch: self.live.epoch,
+        })
+    }
+
+    /// In a session process: serves the worker side of the slot described by
+    /// `h`, which the parent accepted at `path` (a region of `size_mb` MiB).
+    /// Fails if the region was re-initialised or the slot is no longer that
+    /// client's. The parent's heartbeat keeps the region alive.
+    pub fn adopt(path: &Path, size_mb: u64, h: ShmHandoff) -> Result<Self, TransportError> {
+        let region = Arc::new(Region::open(path, size_mb)?);
+        let peer = format!("shmem {} slot {}", region.path().display(), h.slot);
+        let gone = |why: &str| TransportError::PeerGone {
+            peer: peer.clone(),
+            why: why.to_owned(),
+        };
+        if region.header().epoch.load(Ordering::Acquire) != h.epoch {
+            return Err(gone("the region was re-initialised by another worker"));
+        }
+        if h.slot >= region.layout().slots as usize {
+            return Err(gone("no such slot in this region"));
+        }
+        let c = region.slot(h.slot).ctl.load(Ordering::Acquire);
+        if ctl_gen(c) != h.generation || ctl_state(c) != state::ACTIVE {
+            return Err(gone("the client left before its session started"));
+        }
+        Ok(Self::new(
+            region,
+            h.slot,
+            h.generation,
+            h.epoch,
+            Side::Worker,
+            Owner::Adopted,
+        ))
     }
 
     /// See [`crate::Connection::send`].
@@ -489,6 +547,7 @@ impl Drop for ShmConnection {
             Owner::Worker(server) => {
                 server.release(self.live.slot, self.live.generation, self.live.client_dead);
             }
+            Owner::Adopted => {}
         }
     }
 }

@@ -236,3 +236,39 @@ fn reconnecting_at_once_waits_for_the_slot_being_released() {
     ));
     assert!(t.elapsed() < Duration::from_millis(50));
 }
+
+#[test]
+fn an_adopted_slot_serves_the_client_and_the_keeper_releases_it() {
+    let path = TempRegion::new("adopt");
+    let (server, mut client, keeper) = pair(&path);
+    let h = keeper.handoff().expect("the worker side can be handed off");
+    assert!(client.handoff().is_none(), "a client end is not handed off");
+    // What a session process does with the handoff.
+    let mut adopted = ShmConnection::adopt(&path.0, MIN_REGION_MB, h).unwrap();
+    client
+        .send(FrameHeader::request(7, 0, 1), &[b"ping"])
+        .unwrap();
+    let got = adopted.recv(|h, p| (h.opcode, p.to_vec())).unwrap();
+    assert_eq!(got, (7, b"ping".to_vec()));
+    adopted
+        .send(FrameHeader::request(8, 0, 1), &[b"pong"])
+        .unwrap();
+    assert_eq!(client.recv(|h, _| h.opcode).unwrap(), 8);
+    // The session process ending changes nothing in the region...
+    drop(adopted);
+    assert_eq!(server.slots_in_use(), 1);
+    // ...its keeper releases the slot once the client has gone too.
+    drop(client);
+    drop(keeper);
+    let _ = server.accept(Duration::from_millis(10));
+    assert_eq!(server.slots_in_use(), 0);
+    // A handoff of a slot that changed hands is refused.
+    let stale = ShmConnection::adopt(&path.0, MIN_REGION_MB, h).unwrap_err();
+    assert!(stale.to_string().contains("left before"), "{stale}");
+    let bad = ShmHandoff {
+        epoch: h.epoch + 1,
+        ..h
+    };
+    let err = ShmConnection::adopt(&path.0, MIN_REGION_MB, bad).unwrap_err();
+    assert!(err.to_string().contains("re-initialised"), "{err}");
+}

@@ -1,0 +1,242 @@
+//! Process-per-session plumbing for the worker.
+//!
+//! Why processes: a kernel fault (illegal address and the like) is sticky
+//! for every CUDA context of the process it happens in, not only for the
+//! faulting one (measured on an H200 with driver 580: a second context
+//! created with `cuCtxCreate`, the primary context and even a context
+//! created after destroying the faulted one all answer 700 from then on;
+//! `scripts/gpu/15-isolation.sh`). So tenants of one worker are kept apart
+//! only by giving each session its own process.
+//!
+//! This crate holds the unsafe parts of that: a [`SharedCounter`] in a
+//! memory file that the worker and its session processes map (the memory
+//! limit is the worker's, shared by all its clients), starting a session
+//! process that inherits chosen descriptors and dies with its parent
+//! ([`spawn_keeping`]), and taking over an inherited socket
+//! ([`inherited_tcp_stream`]).
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+/// Size of the shared page (one page holds the counter).
+const PAGE: usize = 4096;
+
+/// One `u64` counter in shared memory, valid in every process that maps the
+/// same memory file: the creator ([`SharedCounter::create`]) and the session
+/// processes it hands the descriptor to ([`SharedCounter::from_fd`]).
+pub struct SharedCounter {
+    ptr: NonNull<AtomicU64>,
+    fd: OwnedFd,
+}
+
+// SAFETY: the mapping is shared memory accessed only through the atomic;
+// it stays mapped until the counter is dropped.
+unsafe impl Send for SharedCounter {}
+// SAFETY: as above; `&AtomicU64` is Sync.
+unsafe impl Sync for SharedCounter {}
+
+impl SharedCounter {
+    /// A new counter (0) in an anonymous memory file. Its descriptor is
+    /// close-on-exec: pass it to [`spawn_keeping`] for a child to map.
+    pub fn create(name: &str) -> io::Result<Self> {
+        let cname = std::ffi::CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: a NUL-terminated name; the result is checked.
+        let raw = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a descriptor memfd_create just returned, owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: our descriptor; a size in range.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Self::map(fd)
+    }
+
+    /// Maps the counter whose descriptor `fd` this process inherited (the
+    /// number comes from the parent's command line). Checks that it is a
+    /// memory file of the right size before mapping it.
+    pub fn from_fd(fd: RawFd) -> io::Result<Self> {
+        // SAFETY: a plain struct for fstat to fill.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat only reads the descriptor number; a bad one fails.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG || st.st_size != PAGE as libc::off_t {
+            return Err(io::Error::other(format!(
+                "descriptor {fd} is not the worker's memory ledger"
+            )));
+        }
+        // SAFETY: the descriptor was inherited for this purpose and is
+        // owned by nobody else in this process.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        set_cloexec(fd.as_raw_fd(), true)?;
+        Self::map(fd)
+    }
+
+    fn map(fd: OwnedFd) -> io::Result<Self> {
+        // SAFETY: a shared read-write mapping of one page of a file of
+        // exactly that size; the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(p.cast::<AtomicU64>()).ok_or_else(|| io::Error::other("mmap"))?;
+        Ok(Self { ptr, fd })
+    }
+
+    /// The counter.
+    pub fn get(&self) -> &AtomicU64 {
+        // SAFETY: page-aligned, mapped for as long as `self` lives, and
+        // only ever accessed atomically (by every process that maps it).
+        unsafe { self.ptr.as_ref() }
+    }
+
+    /// The descriptor to hand to a session process.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for SharedCounter {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `map`; no reference into it
+        // outlives `self` (`get` borrows `self`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), PAGE) };
+    }
+}
+
+fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: fcntl on a descriptor number; a bad one fails.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts `cmd` with the descriptors `keep` inherited (everything else this
+/// process has open stays close-on-exec, as Rust opens it), and makes the
+/// child die with this process: a session process must never outlive the
+/// worker that accounts for it (its shared-memory clients would otherwise
+/// see a worker whose heartbeat stopped while a session still runs).
+pub fn spawn_keeping(cmd: &mut Command, keep: &[RawFd]) -> io::Result<Child> {
+    let keep = keep.to_vec();
+    // SAFETY: getpid has no preconditions.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and calls
+    // only async-signal-safe functions (fcntl, prctl, getppid, _exit); it
+    // allocates nothing (`keep` was allocated before the fork).
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &keep {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        })
+    };
+    cmd.spawn()
+}
+
+/// Takes over the connected TCP socket `fd` this process inherited (the
+/// number comes from the parent's command line), after checking it is one.
+pub fn inherited_tcp_stream(fd: RawFd) -> io::Result<TcpStream> {
+    // SAFETY: a plain struct for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only reads the descriptor number; a bad one fails.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::other(format!("descriptor {fd} is not a socket")));
+    }
+    set_cloexec(fd, true)?;
+    // SAFETY: an inherited socket that nothing else in this process owns.
+    Ok(unsafe { TcpStream::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn a_counter_is_shared_through_its_descriptor() {
+        let a = SharedCounter::create("tf-test-ledger").unwrap();
+        a.get().fetch_add(5, Ordering::Relaxed);
+        // What a session process does with the inherited number (here a
+        // duplicate, so both ends own a descriptor).
+        // SAFETY: dup of our own open descriptor.
+        let dup = unsafe { libc::dup(a.fd()) };
+        assert!(dup >= 0);
+        let b = SharedCounter::from_fd(dup).unwrap();
+        assert_eq!(b.get().load(Ordering::Relaxed), 5);
+        b.get().fetch_add(2, Ordering::Relaxed);
+        assert_eq!(a.get().load(Ordering::Relaxed), 7);
+    }
+
+    #[test]
+    fn descriptors_of_the_wrong_kind_are_refused() {
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        // SAFETY: dup of an open descriptor, handed to the function under test.
+        let dup = unsafe { libc::dup(f.as_raw_fd()) };
+        let e = SharedCounter::from_fd(dup).err().unwrap();
+        assert!(
+            e.to_string().contains("not the worker's memory ledger"),
+            "{e}"
+        );
+        // SAFETY: closing the duplicate the failed call did not take.
+        unsafe { libc::close(dup) };
+        let e = inherited_tcp_stream(f.as_raw_fd()).unwrap_err();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+        assert!(inherited_tcp_stream(-1).is_err());
+    }
+
+    #[test]
+    fn a_child_inherits_only_the_kept_descriptors() {
+        let kept = SharedCounter::create("kept").unwrap();
+        let other = SharedCounter::create("other").unwrap();
+        let script = format!(
+            "test -e /proc/self/fd/{} && ! test -e /proc/self/fd/{}",
+            kept.fd(),
+            other.fd()
+        );
+        let st = spawn_keeping(Command::new("sh").args(["-c", &script]), &[kept.fd()])
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(st.success(), "the child saw the wrong descriptors");
+        // The parent's descriptor is still close-on-exec for later children.
+        let st = Command::new("sh")
+            .args(["-c", &format!("! test -e /proc/self/fd/{}", kept.fd())])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
