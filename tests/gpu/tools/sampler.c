@@ -6,18 +6,23 @@
  *   writes /tmp/prof.<pid>.txt    (self/inclusive time by library and function, threads, stacks)
  *          /tmp/prof.<pid>.folded (root;...;leaf count - input for flamegraph.pl)
  * Env: TF_SAMPLER_OUT     output prefix; when unset the library does nothing at all
- *      TF_SAMPLER_HZ      samples per CPU-second (default 997; the kernel tick may cap it)
+ *      TF_SAMPLER_HZ      samples per CPU-second (default 997; the kernel tick, CONFIG_HZ, caps
+ *                         it per busy CPU: compare "samples/Hz" with the CPU time in the report)
  *      TF_SAMPLER_DELAY_S ignore samples from the first N seconds (skip start-up), default 0
- *      TF_SAMPLER_SECONDS stop sampling N seconds after the delay ended (default: until exit)
+ *      TF_SAMPLER_SECONDS stop sampling N seconds after the delay (default: until exit)
  *      TF_SAMPLER_MAX     sample buffer size (default 200000; excess samples are counted as dropped)
- * How: setitimer(ITIMER_PROF) sends SIGPROF to the thread that is burning CPU; the handler stores
- * backtrace() into a preallocated array (no malloc, locks or stdio). At exit (atexit, destructor,
- * or _exit, which os._exit and multiprocessing/DataLoader workers use) dladdr() symbolizes.
- * Limits: names are dynamic (exported) symbols only; static functions and stripped libraries show
- * as lib+0xOFF (resolve with `addr2line -f -e /path/lib 0xOFF`); C++ names stay mangled (pipe the
- * report through c++filt); code without unwind info ends the stack at its frame. Forked children
- * re-arm the timer and write their own file. exec*() wrappers disarm the timer first, because
- * interval timers survive execve and SIGPROF's default action would kill the new program.
+ * How: setitimer(ITIMER_PROF) sends SIGPROF to the thread that is burning CPU (time spent in the
+ * kernel shows up as the syscall wrapper, e.g. libc!ioctl); the handler stores backtrace() into a
+ * preallocated array (no malloc, locks or stdio). The report is written at exit (destructor or
+ * atexit) or at _exit (os._exit: multiprocessing/DataLoader workers); a process that is killed
+ * (SIGTERM from Pool.terminate(), SIGKILL, a crash) writes nothing, nor does one with no samples.
+ * Forked children re-arm the timer and write their own file. exec*() wrappers disarm the timer
+ * first, because interval timers survive execve and SIGPROF's default action would kill.
+ * Limits: names are dynamic (exported) symbols only; other functions show as lib+0xSTART, the
+ * function's start from its unwind info (`addr2line -f -e /path/lib 0xSTART` may name it); C++
+ * names stay mangled (pipe the report through c++filt); the stack ends at code without unwind
+ * info; samples that land inside libgcc's unwinder (a C++ throw or Rust panic in flight) keep
+ * only the leaf, because unwinding from there can crash.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -48,27 +53,27 @@ typedef struct { _Atomic int owner; int tid, depth; char comm[16]; void *pc[MAXF
 
 static Sample *g_buf;
 static long g_cap = 200000;
-static atomic_long g_n, g_nounwind;   /* g_n = next slot; may run past g_cap (= dropped) */
+static atomic_long g_n, g_leaf;       /* g_n = next slot, may run past g_cap (= dropped) */
 static atomic_int g_on, g_done;       /* timer armed / report written */
 static int g_active, g_pid, g_root_pid, g_hz = 997;
 static int64_t g_t0, g_begin, g_end;  /* CLOCK_MONOTONIC ns: load/fork, window start, end (0=none) */
+static uintptr_t g_ulo, g_uhi;        /* text segment of libgcc_s, the unwinder */
 static char g_out[4096];
 static struct sigaction g_sa;
 static void (*real_exit)(int);
 
-static int64_t now_ns(void) {
+static int64_t now_ns(void) {         /* async-signal-safe (vDSO) */
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);   /* async-signal-safe (vDSO) */
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-static void arm(int on) {
+static void arm(int on) {             /* a plain syscall: fine inside the handler too */
   long us = on ? 1000000 / g_hz : 0;
   struct itimerval it = {{us / 1000000, us % 1000000}, {us / 1000000, us % 1000000}};
-  setitimer(ITIMER_PROF, &it, NULL);     /* plain syscall, fine inside the handler */
+  setitimer(ITIMER_PROF, &it, NULL);
 }
 
-/* Signal handler: only atomics, backtrace (libgcc_s preloaded in init) and memcpy. */
+/* SIGPROF handler: only atomics, backtrace() (libgcc_s already loaded), memcpy and syscalls. */
 static void on_prof(int sig, siginfo_t *si, void *ucv) {
   (void)sig; (void)si;
   int saved = errno;
@@ -78,45 +83,44 @@ static void on_prof(int sig, siginfo_t *si, void *ucv) {
   if (t < g_begin) goto out;
   long i = atomic_fetch_add_explicit(&g_n, 1, memory_order_relaxed);
   if (i >= g_cap) goto out;
-  void *bt[MAXF + SKIPMAX];
-  int n = backtrace(bt, MAXF + SKIPMAX), k = 0;
-  /* bt[0] is in this handler and bt[1] is __restore_rt: find the interrupted pc (exact, taken
-     from the signal context) and drop everything before it. If the unwinder could not get
-     through the signal frame, keep at least the leaf. */
-  void *pc = (void *)((ucontext_t *)ucv)->uc_mcontext.gregs[REG_RIP];
+  void *bt[MAXF + SKIPMAX], *pc = (void *)((ucontext_t *)ucv)->uc_mcontext.gregs[REG_RIP];
+  /* Inside the unwinder (a throw in flight) the CFI is briefly wrong and unwinding from there
+     segfaults (seen in testing): keep only the leaf. */
+  int n = (uintptr_t)pc - g_ulo < g_uhi - g_ulo ? 0 : backtrace(bt, MAXF + SKIPMAX), k = 0;
+  /* bt[0] is in this handler, bt[1] is __restore_rt: find the interrupted pc (exact, from the
+     signal context) and drop what comes before it. If unwinding failed, keep the leaf. */
   while (k < n && k < SKIPMAX && bt[k] != pc) k++;
-  if (k >= n || k >= SKIPMAX) { bt[0] = pc; n = 1; k = 0; atomic_fetch_add(&g_nounwind, 1); }
+  if (k >= n || k >= SKIPMAX) { bt[0] = pc; n = 1; k = 0; atomic_fetch_add(&g_leaf, 1); }
   Sample *s = &g_buf[i];
   s->depth = n - k > MAXF ? MAXF : n - k;
   memcpy(s->pc, bt + k, (size_t)s->depth * sizeof(void *));
   s->tid = (int)syscall(SYS_gettid);
-  prctl(PR_GET_NAME, s->comm);          /* thread name now: the thread may be gone at exit */
-  /* Publish: the owner pid marks the slot complete, and slots inherited from a parent through
-     fork() (which still carry the parent's pid) are never mistaken for ours. */
+  prctl(PR_GET_NAME, s->comm);        /* name it now: the thread may be gone at exit */
+  /* Publish. The owner pid marks the slot complete, and slots inherited from a parent through
+     fork() (still carrying the parent's pid) are never mistaken for ours. */
   atomic_store_explicit(&s->owner, g_pid, memory_order_release);
 out:
   errno = saved;
 }
 
-/* ---------- report (runs once, at exit; plain C, malloc is fine here) ---------- */
+/* ---------- report: runs once, at exit, so malloc and stdio are fine ---------- */
 static jmp_buf g_oom;
 static void *xrealloc(void *p, size_t n) {
   void *q = realloc(p, n ? n : 1);
-  if (!q) longjmp(g_oom, 1);             /* give up the report, never crash the host */
+  if (!q) longjmp(g_oom, 1);          /* give up the report, never crash the host */
   return q;
 }
 
-/* String interner with counters: one per kind of key (function, library, stack, ...). */
+/* String interner with counters, one per kind of key (function, library, thread, stack). */
 typedef struct { char **s; long *self, *incl, *mark; int *aux, *slot; int n, cap, nslot; } Tab;
 static uint64_t hstr(const char *s) {
   uint64_t h = 1469598103934665603ULL;
   while (*s) h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
   return h;
 }
-static int intern(Tab *t, const char *s) {
-  if (2 * (t->n + 1) > t->nslot) {       /* grow and rehash, load factor <= 1/2 */
-    int ns = t->nslot ? 2 * t->nslot : 1024;
-    int *sl = xrealloc(NULL, (size_t)ns * sizeof(int));
+static int intern(Tab *t, const char *s) {  /* note: may realloc t's arrays */
+  if (2 * (t->n + 1) > t->nslot) {    /* grow and rehash, load factor <= 1/2 */
+    int ns = t->nslot ? 2 * t->nslot : 1024, *sl = xrealloc(NULL, (size_t)ns * sizeof(int));
     memset(sl, -1, (size_t)ns * sizeof(int));
     for (int i = 0; i < t->n; i++) {
       uint64_t h = hstr(t->s[i]) & (uint64_t)(ns - 1);
@@ -141,6 +145,7 @@ static int intern(Tab *t, const char *s) {
   t->self[t->n] = t->incl[t->n] = 0; t->mark[t->n] = -1; t->aux[t->n] = 0;
   return t->slot[h] = t->n++;
 }
+static void count(Tab *t, const char *s) { int id = intern(t, s); t->self[id]++; }
 
 typedef struct { Tab *t; int incl; } SortBy;
 static int by_count(const void *a, const void *b, void *ctx) {
@@ -157,57 +162,51 @@ static void top(FILE *f, const char *title, Tab *t, int incl, int k, long total)
   fprintf(f, "\n== %s (top %d of %d) ==\n", title, k < t->n ? k : t->n, t->n);
   for (int i = 0; i < k && i < t->n; i++) {
     long v = incl ? t->incl[ids[i]] : t->self[ids[i]];
-    if (v) fprintf(f, "%8ld %6.2f%%  %s\n", v, total ? 100.0 * (double)v / (double)total : 0.0, t->s[ids[i]]);
+    if (v) fprintf(f, "%8ld %6.2f%%  %s\n", v, 100.0 * (double)v / (double)total, t->s[ids[i]]);
   }
 }
-
 static int cmp_addr(const void *a, const void *b) {
   uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
   return x < y ? -1 : x > y;
 }
 #define BUFSZ 65536
-static size_t app(char *b, size_t len, const char *sep, const char *s) {
-  int w = snprintf(b + len, BUFSZ - len, "%s%s", sep, s);   /* truncates very long stacks */
+static size_t app(char *b, size_t len, const char *sep, const char *s) {  /* truncating append */
+  int w = snprintf(b + len, BUFSZ - len, "%s%s", sep, s);
   return (w < 0 || len + (size_t)w >= BUFSZ) ? BUFSZ - 1 : len + (size_t)w;
 }
 
 static void dump(void) {
   if (!g_active || atomic_exchange(&g_done, 1)) return;
   atomic_store(&g_on, 0);
-  arm(0);                                /* stop first: no new samples while we read */
+  arm(0);                             /* stop first: no new samples while we read */
   int64_t t_exit = now_ns();
   long n = atomic_load(&g_n), kept = n < g_cap ? n : g_cap, nv = 0;
-  char path[4200];
   if (setjmp(g_oom)) { fprintf(stderr, "tf-sampler: out of memory, no report for pid %d\n", g_pid); return; }
   static Tab funcs, libs, threads, stacks, folded;
   Sample **v = xrealloc(NULL, (size_t)(kept + 1) * sizeof(Sample *));
-  size_t na = 0;
-  for (long i = 0; i < kept; i++)        /* only slots published by this process */
+  size_t na = 0, nu = 0;
+  for (long i = 0; i < kept; i++)     /* only slots published by this process */
     if (atomic_load_explicit(&g_buf[i].owner, memory_order_acquire) == g_pid) {
       v[nv++] = &g_buf[i]; na += (size_t)g_buf[i].depth;
     }
-  if (nv == 0) return;                   /* e.g. a shell that only exec'd: write no file */
+  if (nv == 0) return;                /* e.g. a shell that only exec'd: write no file */
   /* Symbolize each distinct address once. Return addresses (all but the leaf) point after the
      call, so look up addr-1 to stay inside the calling function. */
   uintptr_t *ad = xrealloc(NULL, (na + 1) * sizeof(uintptr_t));
   na = 0;
   for (long i = 0; i < nv; i++)
-    for (int j = 0; j < v[i]->depth; j++) {
-      v[i]->pc[j] = (void *)((uintptr_t)v[i]->pc[j] - (j > 0));
-      ad[na++] = (uintptr_t)v[i]->pc[j];
-    }
+    for (int j = 0; j < v[i]->depth; j++)
+      ad[na++] = (uintptr_t)(v[i]->pc[j] = (char *)v[i]->pc[j] - (j > 0));
   qsort(ad, na, sizeof *ad, cmp_addr);
-  size_t nu = 0;
   for (size_t i = 0; i < na; i++) if (!nu || ad[i] != ad[nu - 1]) ad[nu++] = ad[i];
-  int *fid = xrealloc(NULL, (nu + 1) * sizeof(int));
-  uintptr_t lo = 1, hi = 0, last_fn = 0; /* extent of the last symbol, start of its function */
-  int last = -1;
-  char name[2048];
-  void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD);   /* loaded by backtrace() */
+  int *fid = xrealloc(NULL, (nu + 1) * sizeof(int)), last = -1;
+  uintptr_t lo = 1, hi = 0, last_fn = 0;  /* extent of the last symbol, start of its function */
+  char name[2048], *buf = xrealloc(NULL, BUFSZ);
+  void *gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD);  /* loaded by backtrace() */
   const void *(*find_fde)(void *, void *) = gcc ? (const void *(*)(void *, void *))dlsym(gcc, "_Unwind_Find_FDE") : NULL;
   for (size_t u = 0; u < nu; u++) {
-    /* dladdr costs O(#symbols in the library) (~1 ms in libtorch-sized ones), so call it once
-       per function: addresses are sorted, and the unwind info (FDE) gives function starts. */
+    /* dladdr costs O(#symbols in the library), ~1 ms in libtorch-sized ones: call it once per
+       function. Addresses are sorted, and the unwind info (FDE) gives each function's start. */
     struct { void *tbase, *dbase, *func; } b = {0};
     uintptr_t fn = find_fde && find_fde((void *)ad[u], &b) ? (uintptr_t)b.func : 0;
     if ((ad[u] >= lo && ad[u] < hi) || (fn && fn == last_fn)) { fid[u] = last; continue; }
@@ -220,15 +219,13 @@ static void dump(void) {
       if (di.dli_sname) {
         snprintf(name, sizeof name, "%s!%s", lib, di.dli_sname);
         if (sym) { lo = (uintptr_t)di.dli_saddr; hi = lo + sym->st_size; }
-      } else                             /* no symbol: name it by its function's start */
+      } else                          /* no symbol: name it by its function's start */
         snprintf(name, sizeof name, "%s+0x%lx", lib, (unsigned long)((fn ? fn : ad[u]) - (uintptr_t)di.dli_fbase));
-    } else snprintf(name, sizeof name, "[unknown]");
+    } else snprintf(name, sizeof name, "[unknown]");  /* JIT code, or a dlclose'd library */
     fid[u] = last = intern(&funcs, name);
     funcs.aux[last] = intern(&libs, lib);
   }
-  /* Count. Frames are rewritten in place from addresses to function ids. */
-  char *buf = xrealloc(NULL, BUFSZ);
-  for (long i = 0; i < nv; i++) {
+  for (long i = 0; i < nv; i++) {     /* count; frames become function ids in place */
     Sample *s = v[i];
     for (int j = 0; j < s->depth; j++) {
       uintptr_t *p = bsearch(&s->pc[j], ad, nu, sizeof *ad, cmp_addr);
@@ -239,32 +236,31 @@ static void dump(void) {
       if (libs.mark[l] != i) { libs.mark[l] = i; libs.incl[l]++; }
     }
     snprintf(buf, BUFSZ, "tid %d (%.16s)", s->tid, s->comm);
-    { int id = intern(&threads, buf); threads.self[id]++; }  /* not t.self[intern()]: it reallocs */
+    count(&threads, buf);
     size_t len = 0; buf[0] = 0;
     for (int j = 0; j < s->depth && j < 12; j++)
       len = app(buf, len, j ? " < " : "", funcs.s[(intptr_t)s->pc[j]]);
-    { int id = intern(&stacks, buf); stacks.self[id]++; }
+    count(&stacks, buf);
     len = 0; buf[0] = 0;
     for (int j = s->depth - 1; j >= 0; j--)
       len = app(buf, len, j == s->depth - 1 ? "" : ";", funcs.s[(intptr_t)s->pc[j]]);
-    { int id = intern(&folded, buf); folded.self[id]++; }
+    count(&folded, buf);
   }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
   int64_t ws = g_begin > g_t0 ? g_begin : g_t0, we = g_end && g_end < t_exit ? g_end : t_exit;
-  double win = we > ws ? (double)(we - ws) / 1e9 : 0;
+  char path[4200];
   snprintf(path, sizeof path, "%s.%d.txt", g_out, g_pid);
   FILE *f = fopen(path, "w");
   if (!f) { fprintf(stderr, "tf-sampler: cannot write %s: %s\n", path, strerror(errno)); return; }
   fprintf(f, "tf-sampler report: pid %d (%s)%s\n", g_pid, program_invocation_short_name,
           g_pid != g_root_pid ? " [forked child]" : "");
-  fprintf(f, "samples %ld, dropped (buffer full) %ld, leaf-only (unwind failed) %ld\n",
-          nv, n - kept, atomic_load(&g_nounwind));
+  fprintf(f, "samples %ld, dropped (buffer full) %ld, leaf-only (in the unwinder or unwinding failed) %ld\n",
+          nv, n - kept, atomic_load(&g_leaf));
   fprintf(f, "sampled window %.3f s of %.3f s wall; requested %d Hz per CPU-second\n",
-          win, (double)(t_exit - g_t0) / 1e9, g_hz);
-  fprintf(f, "process CPU time (whole life, all threads) %.3f s; samples/Hz = %.3f s\n",
-          cpu, (double)nv / g_hz);
+          we > ws ? (double)(we - ws) / 1e9 : 0.0, (double)(t_exit - g_t0) / 1e9, g_hz);
+  fprintf(f, "process CPU time (whole life, all threads) %.3f s; samples/Hz = %.3f s\n", cpu, (double)nv / g_hz);
   top(f, "self time by library", &libs, 0, 25, nv);
   top(f, "self time by function", &funcs, 0, 40, nv);
   top(f, "inclusive time by function", &funcs, 1, 60, nv);
@@ -279,13 +275,13 @@ static void dump(void) {
 }
 
 /* ---------- process life cycle ---------- */
-static void after_fork_child(void) {     /* fork() cleared the itimer; give the child its own run */
+static void after_fork_child(void) {  /* fork() cleared the itimer: give the child its own run */
   g_pid = getpid(); g_t0 = now_ns();
-  atomic_store(&g_n, 0); atomic_store(&g_nounwind, 0); atomic_store(&g_done, 0);
+  atomic_store(&g_n, 0); atomic_store(&g_leaf, 0); atomic_store(&g_done, 0);
   if (atomic_load(&g_on)) arm(1);
 }
 
-/* exec*: the itimer survives execve while our handler does not, so disarm and ignore SIGPROF
+/* exec*: the itimer survives execve but our handler does not, so disarm and ignore SIGPROF
    (which also discards a pending one) before exec; restore if the exec failed. A vfork child
    (pid differs) has no timer, so it is left alone and nothing is written to shared memory. */
 static int exec_guard(int stop) {
@@ -309,7 +305,7 @@ static int exec_guard(int stop) {
     errno = err; return r; }
 EXECS(DECL)
 EXECS(WRAP)
-/* execl* are variadic: build argv like glibc does and go through the wrappers above. */
+/* execl* are variadic: build argv as glibc does and go through the wrappers above. */
 static int exec_list(int kind, const char *p, const char *a0, va_list ap) {
   int n = 1;
   va_list c; va_copy(c, ap);
@@ -327,12 +323,20 @@ LWRAP(execl, 0) LWRAP(execlp, 1) LWRAP(execle, 2)
 
 /* os._exit() (multiprocessing and DataLoader workers) skips atexit and destructors. */
 void _exit(int status) {
-  if (g_active && getpid() == g_pid) dump();   /* not in a vfork child: memory is shared */
+  if (g_active && getpid() == g_pid) dump();  /* never in a vfork child: memory is shared */
   if (real_exit) real_exit(status);
   for (;;) syscall(SYS_exit_group, status);
 }
 void _Exit(int status) { _exit(status); }
 
+static int find_text(struct dl_phdr_info *i, size_t sz, void *fn) {  /* segment holding fn */
+  (void)sz;
+  for (int j = 0; j < i->dlpi_phnum; j++) {
+    uintptr_t lo = i->dlpi_addr + i->dlpi_phdr[j].p_vaddr, hi = lo + i->dlpi_phdr[j].p_memsz;
+    if (i->dlpi_phdr[j].p_type == PT_LOAD && (uintptr_t)fn - lo < hi - lo) { g_ulo = lo; g_uhi = hi; return 1; }
+  }
+  return 0;
+}
 static double env_num(const char *k, double def) {
   const char *s = getenv(k);
   char *end;
@@ -343,7 +347,7 @@ static double env_num(const char *k, double def) {
 
 __attribute__((constructor)) static void init(void) {
   real_exit = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
-  EXECS(RESOLVE)                         /* resolve now: dlsym is unsafe in a vfork child */
+  EXECS(RESOLVE)                      /* resolve now: dlsym is unsafe in a vfork child */
   const char *out = getenv("TF_SAMPLER_OUT");
   if (!out || !*out) return;
   double hz = env_num("TF_SAMPLER_HZ", 997), delay = env_num("TF_SAMPLER_DELAY_S", 0),
@@ -354,18 +358,19 @@ __attribute__((constructor)) static void init(void) {
   g_t0 = now_ns();
   g_begin = g_t0 + (int64_t)(delay * 1e9);
   g_end = secs > 0 ? g_begin + (int64_t)(secs * 1e9) : 0;
-  /* MAP_NORESERVE: pages are only touched as samples arrive. */
-  g_buf = mmap(NULL, (size_t)g_cap * sizeof(Sample), PROT_READ | PROT_WRITE,
-               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  g_buf = mmap(NULL, (size_t)g_cap * sizeof(Sample), PROT_READ | PROT_WRITE,  /* pages are */
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);          /* touched lazily */
   if (g_buf == MAP_FAILED) { fprintf(stderr, "tf-sampler: mmap failed, not sampling\n"); return; }
-  void *warm[4];
-  backtrace(warm, 4);                    /* glibc dlopens libgcc_s on first use: do it here */
+  void *warm[4], *gcc;
+  backtrace(warm, 4);                 /* glibc dlopens libgcc_s on first use: do it here */
+  if ((gcc = dlopen("libgcc_s.so.1", RTLD_NOW | RTLD_NOLOAD)))
+    dl_iterate_phdr(find_text, dlsym(gcc, "_Unwind_Backtrace"));
   struct sigaction old;
   if (sigaction(SIGPROF, NULL, &old) == 0 && (old.sa_flags & SA_SIGINFO ? old.sa_sigaction != NULL
       : (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN)))
     { fprintf(stderr, "tf-sampler: SIGPROF already has a handler, not sampling\n"); return; }
-  g_sa.sa_sigaction = on_prof;            /* sa_mask empty: SIGPROF itself is blocked while */
-  g_sa.sa_flags = SA_SIGINFO | SA_RESTART; /* the handler runs; SA_RESTART: no spurious EINTR */
+  g_sa.sa_sigaction = on_prof;        /* empty sa_mask: SIGPROF alone is blocked while it runs */
+  g_sa.sa_flags = SA_SIGINFO | SA_RESTART;  /* SA_RESTART: no EINTR in the host's syscalls */
   if (sigaction(SIGPROF, &g_sa, NULL)) { fprintf(stderr, "tf-sampler: sigaction failed\n"); return; }
   g_pid = g_root_pid = getpid();
   g_active = 1;
