@@ -121,8 +121,11 @@ mod host_ctx;
 mod host_exec;
 // `impl MemBackend for HostBackend` (VMM, pools, stream values) lives in `host_mem`.
 mod host_mem;
-// `impl GraphBackend for HostBackend` (capture bookkeeping) lives in `host_graph`.
+// `impl GraphBackend for HostBackend` (captures, explicit graphs replayed
+// in dependency order) lives in `host_graph`.
 mod host_graph;
+// The `tf_test_*` kernels that launches and graph replays really run.
+mod host_kernels;
 
 impl Backend for HostBackend {
     fn describe(&self) -> String {
