@@ -273,8 +273,11 @@ fn copy_2d(p: *const RawCopy2D, stream: Option<(Handle, bool)>) -> Result<(), CU
     copy(src, dst, (d.width as u64, d.height as u64, 1), stream)
 }
 
-/// The two sides and the extent `(width, height, depth)` of a `CUDA_MEMCPY3D`.
-pub(crate) fn sides_3d(p: *const RawCopy3D) -> Result<(Side, Side, (u64, u64, u64)), CUresult> {
+/// Bytes per row, rows per slice, slices.
+pub(crate) type Extent = (u64, u64, u64);
+
+/// The two sides and the extent of a `CUDA_MEMCPY3D`.
+pub(crate) fn sides_3d(p: *const RawCopy3D) -> Result<(Side, Side, Extent), CUresult> {
     if p.is_null() {
         return Err(cu::INVALID_VALUE);
     }

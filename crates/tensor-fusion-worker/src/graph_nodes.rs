@@ -164,27 +164,41 @@ impl NodeDriver {
         let (g, d, n) = (graph as Ptr, deps.as_ptr(), deps.len());
         let mut out: Ptr = std::ptr::null_mut();
         let o = &mut out as *mut Ptr;
-        // SAFETY (every call below): `o` is a writable CUgraphNode slot,
-        // `d` holds `n` nodes of `g`, and the parameter structs live until
-        // the call returns (the driver copies them, kernel parameters too).
+        // For every call below: `o` is a writable CUgraphNode slot, `d`
+        // holds `n` nodes of `g`, and the parameter structs live until the
+        // call returns (the driver copies them, kernel parameters too).
         let r = match node {
             NodeSpec::Kernel(k) => {
+                let f = need(self.add_kernel)?;
                 return with_kernel(k, |p| {
-                    check(unsafe { need(self.add_kernel)?(o, g, d, n, p) })?;
+                    // SAFETY: as above; `p` is a live CUDA_KERNEL_NODE_PARAMS_v2.
+                    check(unsafe { f(o, g, d, n, p) })?;
                     Ok(out as u64)
-                })
+                });
             }
             NodeSpec::Memset(m) => {
-                let p = memset_params(m);
-                unsafe { need(self.add_memset)?(o, g, d, n, &p, ctx as Ptr) }
+                let (f, p) = (need(self.add_memset)?, memset_params(m));
+                // SAFETY: as above; a range of this session, checked by the core.
+                unsafe { f(o, g, d, n, &p, ctx as Ptr) }
             }
             NodeSpec::Memcpy(c) => {
-                let p = copy_params(c);
-                unsafe { need(self.add_memcpy)?(o, g, d, n, &p, ctx as Ptr) }
+                let (f, p) = (need(self.add_memcpy)?, copy_params(c));
+                // SAFETY: as above; device ranges of this session, checked by the core.
+                unsafe { f(o, g, d, n, &p, ctx as Ptr) }
             }
-            NodeSpec::Empty => unsafe { need(self.add_empty)?(o, g, d, n) },
-            NodeSpec::EventRecord(e) => unsafe { need(self.add_record)?(o, g, d, n, *e as Ptr) },
-            NodeSpec::EventWait(e) => unsafe { need(self.add_wait)?(o, g, d, n, *e as Ptr) },
+            NodeSpec::Empty => {
+                let f = need(self.add_empty)?;
+                // SAFETY: as above.
+                unsafe { f(o, g, d, n) }
+            }
+            NodeSpec::EventRecord(e) | NodeSpec::EventWait(e) => {
+                let f = match node {
+                    NodeSpec::EventRecord(_) => need(self.add_record)?,
+                    _ => need(self.add_wait)?,
+                };
+                // SAFETY: as above; an event of this session.
+                unsafe { f(o, g, d, n, *e as Ptr) }
+            }
         };
         check(r)?;
         Ok(out as u64)
@@ -230,15 +244,19 @@ impl NodeDriver {
 
     pub(crate) fn kernel_set(&self, node: u64, k: &KernelSpec<'_>) -> BResult<()> {
         let f = need(self.kernel_set)?;
-        // SAFETY: a kernel node of this session; parameters as in `add`.
-        with_kernel(k, |p| check(unsafe { f(node as Ptr, p) }))
+        with_kernel(k, |p| {
+            // SAFETY: a kernel node of this session; parameters as in `add`.
+            check(unsafe { f(node as Ptr, p) })
+        })
     }
 
     pub(crate) fn exec_kernel_set(&self, exec: u64, node: u64, k: &KernelSpec<'_>) -> BResult<()> {
         let f = need(self.exec_kernel_set)?;
-        // SAFETY: an executable graph and a kernel node of this session;
-        // parameters as in `add`.
-        with_kernel(k, |p| check(unsafe { f(exec as Ptr, node as Ptr, p) }))
+        with_kernel(k, |p| {
+            // SAFETY: an executable graph and a kernel node of this
+            // session; parameters as in `add`.
+            check(unsafe { f(exec as Ptr, node as Ptr, p) })
+        })
     }
 }
 
