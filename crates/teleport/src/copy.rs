@@ -82,11 +82,11 @@ const _: () = assert!(std::mem::size_of::<RawCopy3D>() == 200);
 /// One side of a copy: the address of its first byte (offsets applied),
 /// whether it is host memory, its row pitch and rows per slice.
 #[derive(Clone, Copy)]
-struct Side {
-    addr: u64,
-    host: bool,
-    pitch: u64,
-    slice_rows: u64,
+pub(crate) struct Side {
+    pub addr: u64,
+    pub host: bool,
+    pub pitch: u64,
+    pub slice_rows: u64,
 }
 
 impl Side {
@@ -273,7 +273,11 @@ fn copy_2d(p: *const RawCopy2D, stream: Option<(Handle, bool)>) -> Result<(), CU
     copy(src, dst, (d.width as u64, d.height as u64, 1), stream)
 }
 
-fn copy_3d(p: *const RawCopy3D, stream: Option<(Handle, bool)>) -> Result<(), CUresult> {
+/// Bytes per row, rows per slice, slices.
+pub(crate) type Extent = (u64, u64, u64);
+
+/// The two sides and the extent of a `CUDA_MEMCPY3D`.
+pub(crate) fn sides_3d(p: *const RawCopy3D) -> Result<(Side, Side, Extent), CUresult> {
     if p.is_null() {
         return Err(cu::INVALID_VALUE);
     }
@@ -305,15 +309,15 @@ fn copy_3d(p: *const RawCopy3D, stream: Option<(Handle, bool)>) -> Result<(), CU
         d.dst_height,
         d.width,
     )?;
+    Ok((src, dst, (d.width as u64, d.height as u64, d.depth as u64)))
+}
+
+fn copy_3d(p: *const RawCopy3D, stream: Option<(Handle, bool)>) -> Result<(), CUresult> {
+    let (src, dst, extent) = sides_3d(p)?;
     let stream = stream
         .map(|(s, pt)| wire_stream(s as u64, pt))
         .transpose()?;
-    copy(
-        src,
-        dst,
-        (d.width as u64, d.height as u64, d.depth as u64),
-        stream,
-    )
+    copy(src, dst, extent, stream)
 }
 
 unsafe extern "C" fn cu_memcpy_2d(p: *const RawCopy2D) -> CUresult {

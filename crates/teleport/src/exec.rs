@@ -30,6 +30,7 @@ use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tf_protocol::exec_msgs::{handle, ParamSlot};
 
+pub(crate) use launch::pack;
 pub(crate) use module::{function_names, function_of};
 pub(crate) use stream::wire_stream;
 

@@ -13,10 +13,16 @@
 //! and `cuStreamGetCaptureInfo*` answer "none" here; otherwise the worker
 //! is asked, since other streams join a capture through event waits.
 //!
-//! Not remoted yet: explicit graph building (`cuGraphAdd*Node`), node
-//! queries and per-node updates; host memory inside a capture (host ↔
-//! device copies and host functions on a capturing stream answer
-//! `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`).
+//! Explicit graph building (`cuGraphCreate`, `cuGraphAdd*Node`, node
+//! queries, kernel node parameters) is in `build`.
+//!
+//! Not remoted: host memory inside a graph (host ↔ device copies and host
+//! functions on a capturing stream answer
+//! `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`; copy nodes touching host memory
+//! and host nodes answer `CUDA_ERROR_NOT_SUPPORTED`), and the node kinds and
+//! per-node updates that `build` does not list.
+
+mod build;
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_uint, c_void};
@@ -52,11 +58,11 @@ fn origins() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
     ORIGINS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn call<B: tf_protocol::Body>(g: GraphRequest) -> Result<B, CUresult> {
+fn call<B: tf_protocol::Body>(g: GraphRequest<'_>) -> Result<B, CUresult> {
     session()?.call::<B>(&Request::Graph(g))
 }
 
-fn enqueue(g: GraphRequest) -> Result<(), CUresult> {
+fn enqueue(g: GraphRequest<'_>) -> Result<(), CUresult> {
     session()?.enqueue(&Request::Graph(g))
 }
 
@@ -306,22 +312,9 @@ unsafe extern "C" fn cu_graph_destroy(g: Handle) -> CUresult {
         if !handle::is(handle::GRAPH, graph) {
             return Err(cu::INVALID_VALUE);
         }
-        enqueue(GraphRequest::Destroy { graph })
-    })
-}
-
-/// Only the count is remoted (PyTorch checks that a capture recorded work).
-unsafe extern "C" fn cu_graph_get_nodes(g: Handle, nodes: *mut Handle, n: *mut usize) -> CUresult {
-    guard(|| {
-        let graph = g as u64;
-        if n.is_null() || !handle::is(handle::GRAPH, graph) {
-            return Err(cu::INVALID_VALUE);
-        }
-        if !nodes.is_null() {
-            return Err(cu::NOT_SUPPORTED);
-        }
-        let count = call::<u64>(GraphRequest::NodeCount { graph })?;
-        out(n, count as usize)
+        enqueue(GraphRequest::Destroy { graph })?;
+        build::forget_graph(graph);
+        Ok(())
     })
 }
 
@@ -415,10 +408,10 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
         ),
         (c::cuGraphExecDestroy, cu_graph_exec_destroy as Entry),
         (c::cuGraphDestroy, cu_graph_destroy as Entry),
-        (c::cuGraphGetNodes, cu_graph_get_nodes as Entry),
         (c::cuGraphExecUpdate_v2, cu_graph_exec_update as Entry),
         (c::cuStreamGetId, cu_stream_get_id as Entry),
         (c::cuStreamGetId_ptsz, cu_stream_get_id_ptsz as Entry),
     ];
     crate::set_each(set, entries);
+    build::register(set);
 }

@@ -212,13 +212,13 @@ impl ExecDriver {
 /// A parameter buffer copied to 64-byte alignment (tensor maps need it in
 /// parameter space; the frame payload it arrives in has none), with one
 /// pointer per parameter into it, as `kernelParams` wants.
-struct Params {
+pub(crate) struct Params {
     _storage: Vec<[u64; 8]>,
-    pointers: Vec<Ptr>,
+    pub(crate) pointers: Vec<Ptr>,
 }
 
 impl Params {
-    fn new(bytes: &[u8], layout: &[ParamSlot]) -> Self {
+    pub(crate) fn new(bytes: &[u8], layout: &[ParamSlot]) -> Self {
         let mut storage: Vec<[u64; 8]> = vec![[0u64; 8]; bytes.len().div_ceil(64) + 1];
         // Vec<[u64; 8]> is only 8-aligned: start at the first 64-byte boundary.
         let base = storage.as_mut_ptr().cast::<u8>();

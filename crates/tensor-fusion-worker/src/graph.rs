@@ -1,12 +1,15 @@
 //! Stream capture and graphs on the vendor driver: `GraphBackend` for
 //! [`RealBackend`]. The worker core maps the client's graph ids to the
 //! handles returned here and validates streams before a call gets here.
+//! Explicit graph building is in `graph_nodes`.
 
 use std::ffi::{c_int, c_uint, c_void};
 
 use tf_protocol::status::cu;
-use tf_worker_core::graph::MODE_THREAD_LOCAL;
+use tf_worker_core::graph::{KernelSpec, NodeSpec, MODE_THREAD_LOCAL};
 use tf_worker_core::{BResult, BackendCtx, GraphBackend};
+
+use crate::graph_nodes::NodeDriver;
 
 use crate::exec::{check, need, CuResult, Ptr};
 use crate::loader::{resolve, Loaded};
@@ -53,6 +56,7 @@ pub(crate) struct GraphDriver {
     destroy: Option<FnHandle>,
     nodes: Option<FnNodes>,
     update: Option<FnUpdate>,
+    nodes_of: NodeDriver,
 }
 
 impl GraphDriver {
@@ -74,6 +78,7 @@ impl GraphDriver {
                 destroy: resolve(lib, &["cuGraphDestroy"]),
                 nodes: resolve(lib, &["cuGraphGetNodes"]),
                 update: resolve(lib, &["cuGraphExecUpdate_v2"]),
+                nodes_of: NodeDriver::new(loaded),
             }
         }
     }
@@ -203,5 +208,53 @@ impl GraphBackend for RealBackend {
             check(unsafe { f(exec as Ptr, graph as Ptr, &mut info) })?;
             Ok(info.result as u64)
         })
+    }
+    fn graph_create(&self, ctx: BackendCtx) -> BResult<u64> {
+        self.cuda.in_ctx(ctx, || self.gd().nodes_of.create())
+    }
+    fn graph_clone(&self, ctx: BackendCtx, graph: u64) -> BResult<u64> {
+        self.cuda.in_ctx(ctx, || self.gd().nodes_of.clone(graph))
+    }
+    fn add_node(
+        &self,
+        ctx: BackendCtx,
+        graph: u64,
+        deps: &[u64],
+        node: &NodeSpec<'_>,
+    ) -> BResult<u64> {
+        self.cuda
+            .in_ctx(ctx, || self.gd().nodes_of.add(ctx, graph, deps, node))
+    }
+    fn add_dependencies(
+        &self,
+        ctx: BackendCtx,
+        graph: u64,
+        from: &[u64],
+        to: &[u64],
+    ) -> BResult<()> {
+        self.cuda
+            .in_ctx(ctx, || self.gd().nodes_of.add_dependencies(graph, from, to))
+    }
+    fn graph_nodes(&self, ctx: BackendCtx, graph: u64) -> BResult<Vec<(u64, u32)>> {
+        self.cuda.in_ctx(ctx, || self.gd().nodes_of.list(graph))
+    }
+    fn kernel_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        node: u64,
+        k: &KernelSpec<'_>,
+    ) -> BResult<()> {
+        self.cuda
+            .in_ctx(ctx, || self.gd().nodes_of.kernel_set(node, k))
+    }
+    fn exec_kernel_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        exec: u64,
+        node: u64,
+        k: &KernelSpec<'_>,
+    ) -> BResult<()> {
+        self.cuda
+            .in_ctx(ctx, || self.gd().nodes_of.exec_kernel_set(exec, node, k))
     }
 }

@@ -20,6 +20,7 @@ mod cuda;
 mod exec;
 mod exec_modules;
 mod graph;
+mod graph_nodes;
 pub mod loader;
 mod mem;
 mod nvml;

@@ -5,7 +5,8 @@
 //! client must have sized them (a wrong length is `CUDA_ERROR_INVALID_IMAGE`),
 //! kernel signatures and `.global` variables are read from the PTX the
 //! images carry (plain PTX, or uncompressed PTX entries of a fatbin), launches
-//! check the function, geometry and parameter buffer and do nothing else.
+//! check the function, geometry and parameter buffer and do nothing else,
+//! except the few `tf_test_*` kernels `host_kernels` runs by name.
 //! Memsets and copies on streams really happen (in host memory), in call
 //! order. Kernel execution itself is only proven on a GPU (`tests/gpu/`).
 
@@ -63,6 +64,8 @@ struct Code {
 }
 
 struct HostFunc {
+    /// The kernel's name (`host_kernels` runs some by name).
+    name: Arc<str>,
     layout: Vec<ParamSlot>,
     attrs: HashMap<i32, i32>,
     /// A kernel named [`FAULTING_KERNEL`]: its launches "fault".
@@ -78,6 +81,17 @@ impl HostExec {
     /// A stream this backend knows (or a default stream).
     pub(crate) fn check_stream(&self, s: u64) -> BResult<()> {
         self.t().stream(s)
+    }
+    /// A function or kernel this backend handed out.
+    pub(crate) fn check_func(&self, f: u64) -> BResult<()> {
+        self.t().func(f).map(|_| ())
+    }
+    /// An event this backend handed out.
+    pub(crate) fn check_event(&self, e: u64) -> BResult<()> {
+        match self.t().events.contains_key(&e) {
+            true => Ok(()),
+            false => Err(cu::INVALID_HANDLE),
+        }
     }
     fn t(&self) -> MutexGuard<'_, Tables> {
         self.t.lock().unwrap_or_else(|e| e.into_inner())
@@ -244,6 +258,7 @@ impl HostBackend {
         t.funcs.insert(
             id,
             HostFunc {
+                name: Arc::from(name),
                 layout: layout.clone(),
                 attrs: HashMap::new(),
                 faults: name == FAULTING_KERNEL,
@@ -451,14 +466,15 @@ impl ExecBackend for HostBackend {
     fn kernel_get_function(&self, ctx: BackendCtx, kernel: u64) -> BResult<u64> {
         self.check_ctx(ctx)?;
         let mut t = self.exec.t();
-        let (layout, faults) = {
+        let (name, layout, faults) = {
             let f = t.func(kernel)?;
-            (f.layout.clone(), f.faults)
+            (Arc::clone(&f.name), f.layout.clone(), f.faults)
         };
         let id = t.mint();
         t.funcs.insert(
             id,
             HostFunc {
+                name,
                 layout,
                 attrs: HashMap::new(),
                 faults,
@@ -561,8 +577,16 @@ impl ExecBackend for HostBackend {
         if f.faults {
             return Err(cu::ILLEGAL_ADDRESS);
         }
+        let (name, layout) = (Arc::clone(&f.name), f.layout.clone());
         t.launches += 1;
-        Ok(())
+        drop(t);
+        let threads = shape
+            .grid
+            .iter()
+            .chain(&shape.block)
+            .map(|d| u64::from(*d))
+            .product();
+        self.run_kernel(&name, threads, params, &layout)
     }
     fn memset_async(&self, ctx: BackendCtx, stream: u64, m: &Memset) -> BResult<()> {
         self.check_ctx(ctx)?;

@@ -117,12 +117,15 @@ fn lock(b: &Block) -> std::sync::MutexGuard<'_, Vec<u8>> {
 mod host_nvml;
 // `impl CtxBackend for HostBackend` (contexts, limits, test tables) lives in `host_ctx`.
 mod host_ctx;
-// `impl ExecBackend for HostBackend` (bookkeeping, no kernels run) lives in `host_exec`.
+// `impl ExecBackend for HostBackend` (bookkeeping; only `tf_test_*` kernels run) lives in `host_exec`.
 mod host_exec;
 // `impl MemBackend for HostBackend` (VMM, pools, stream values) lives in `host_mem`.
 mod host_mem;
-// `impl GraphBackend for HostBackend` (capture bookkeeping) lives in `host_graph`.
+// `impl GraphBackend for HostBackend` (captures, explicit graphs replayed
+// in dependency order) lives in `host_graph`.
 mod host_graph;
+// The `tf_test_*` kernels that launches and graph replays really run.
+mod host_kernels;
 
 impl Backend for HostBackend {
     fn describe(&self) -> String {

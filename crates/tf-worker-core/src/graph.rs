@@ -15,16 +15,23 @@
 //! read the worker's staging buffer at every replay. Copies between host
 //! and device on a capturing stream are refused with
 //! `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` (see `exec::streams`).
+//!
+//! Explicit graphs (`nodes`): every node, graph, event, function and device
+//! range a node names is checked against this session's tables before the
+//! backend sees it, so a client can never reach another client's objects.
+
+mod nodes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tf_protocol::graph_msgs::handle;
+use tf_protocol::exec_msgs::ParamSlot;
+use tf_protocol::graph_msgs::{handle, CopyNode, MemsetNode};
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
 use crate::calls::GraphCalls;
-use crate::exec::resolve_stream;
+use crate::exec::{resolve_stream, Func};
 use crate::session::{reply, Outcome, Session};
 use crate::worker::Worker;
 
@@ -39,8 +46,57 @@ pub const MODE_RELAXED: u32 = 2;
 /// `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`.
 pub const CAPTURE_UNSUPPORTED: Status = 900;
 
-/// What this domain needs from a backend. Graphs, executable graphs and
-/// streams are the backend's own handles.
+/// `CUgraphNodeType` values of the nodes this domain adds.
+pub mod node_type {
+    pub const KERNEL: u32 = 0;
+    pub const MEMCPY: u32 = 1;
+    pub const MEMSET: u32 = 2;
+    pub const HOST: u32 = 3;
+    pub const EMPTY: u32 = 5;
+    pub const WAIT_EVENT: u32 = 6;
+    pub const EVENT_RECORD: u32 = 7;
+}
+
+/// A kernel node's launch, in backend handles: the parameter buffer is at
+/// least as long as `layout` (when known) requires.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelSpec<'a> {
+    pub func: Func,
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    pub shared_mem: u32,
+    pub params: &'a [u8],
+    pub layout: Option<&'a [ParamSlot]>,
+}
+
+/// A node to add, in backend handles (events are real events; device
+/// ranges were checked against the session's memory).
+#[derive(Debug, Clone, Copy)]
+pub enum NodeSpec<'a> {
+    Kernel(KernelSpec<'a>),
+    Memset(MemsetNode),
+    Memcpy(CopyNode),
+    Empty,
+    EventRecord(u64),
+    EventWait(u64),
+}
+
+impl NodeSpec<'_> {
+    /// Its `CUgraphNodeType`.
+    pub fn kind(&self) -> u32 {
+        match self {
+            NodeSpec::Kernel(_) => node_type::KERNEL,
+            NodeSpec::Memset(_) => node_type::MEMSET,
+            NodeSpec::Memcpy(_) => node_type::MEMCPY,
+            NodeSpec::Empty => node_type::EMPTY,
+            NodeSpec::EventRecord(_) => node_type::EVENT_RECORD,
+            NodeSpec::EventWait(_) => node_type::WAIT_EVENT,
+        }
+    }
+}
+
+/// What this domain needs from a backend. Graphs, executable graphs, nodes
+/// and streams are the backend's own handles.
 #[allow(unused_variables)]
 pub trait GraphBackend {
     /// Begins a thread-local capture; returns the graph being captured.
@@ -81,6 +137,64 @@ pub trait GraphBackend {
     fn exec_update(&self, ctx: BackendCtx, exec: u64, graph: u64) -> BResult<u64> {
         unsupported()
     }
+    /// An empty graph (`cuGraphCreate`).
+    fn graph_create(&self, ctx: BackendCtx) -> BResult<u64> {
+        unsupported()
+    }
+    fn graph_clone(&self, ctx: BackendCtx, graph: u64) -> BResult<u64> {
+        unsupported()
+    }
+    /// Adds a node after `deps` (nodes of `graph`); returns the node.
+    fn add_node(
+        &self,
+        ctx: BackendCtx,
+        graph: u64,
+        deps: &[u64],
+        node: &NodeSpec<'_>,
+    ) -> BResult<u64> {
+        unsupported()
+    }
+    /// Edges `from[i] → to[i]` (equal lengths, nodes of `graph`).
+    fn add_dependencies(
+        &self,
+        ctx: BackendCtx,
+        graph: u64,
+        from: &[u64],
+        to: &[u64],
+    ) -> BResult<()> {
+        unsupported()
+    }
+    /// Every node of the graph with its `CUgraphNodeType`, in the driver's order.
+    fn graph_nodes(&self, ctx: BackendCtx, graph: u64) -> BResult<Vec<(u64, u32)>> {
+        unsupported()
+    }
+    fn kernel_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        node: u64,
+        k: &KernelSpec<'_>,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    fn exec_kernel_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        exec: u64,
+        node: u64,
+        k: &KernelSpec<'_>,
+    ) -> BResult<()> {
+        unsupported()
+    }
+}
+
+/// A node this session may name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Node {
+    pub real: u64,
+    /// The client's id of its graph.
+    pub graph: u64,
+    /// `CUgraphNodeType`.
+    pub kind: u32,
 }
 
 #[derive(Debug, Default)]
@@ -91,6 +205,15 @@ pub struct GraphState {
     execs: HashMap<u64, (u64, BackendCtx)>,
     /// Graphs being captured: real → id, to name them in capture queries.
     capturing: HashMap<u64, u64>,
+    /// Nodes: id (client- or worker-minted) → node.
+    nodes: HashMap<u64, Node>,
+    /// Real node → id, so a node listed twice keeps one id.
+    node_ids: HashMap<u64, u64>,
+    /// Counter of the worker-minted (`LISTED_NODE`) ids.
+    next_listed: u64,
+    /// Executable graph id → the graph id it was instantiated from (its
+    /// nodes are the ones per-node updates may name).
+    exec_graph: HashMap<u64, u64>,
 }
 
 impl GraphState {
@@ -99,6 +222,18 @@ impl GraphState {
     pub(crate) fn forget_ctx(&mut self, ctx: BackendCtx) {
         self.execs.retain(|_, (_, c)| *c != ctx);
         self.graphs.retain(|_, (_, c)| *c != ctx);
+        self.forget_orphans();
+    }
+
+    /// Forgets the nodes of graphs that are gone (the driver destroys a
+    /// graph's nodes with it) and the graph of executables that are gone.
+    fn forget_orphans(&mut self) {
+        let graphs = &self.graphs;
+        self.nodes.retain(|_, n| graphs.contains_key(&n.graph));
+        let nodes = &self.nodes;
+        self.node_ids.retain(|_, id| nodes.contains_key(id));
+        let execs = &self.execs;
+        self.exec_graph.retain(|e, _| execs.contains_key(e));
     }
 
     pub fn cleanup(&mut self, w: &Worker) {
@@ -115,6 +250,7 @@ impl GraphState {
                 failed += u32::from(b.graph_destroy(ctx, real).is_err());
             }
         }
+        self.forget_orphans();
         if execs + graphs > 0 {
             tracing::info!(execs, graphs, failed, "released the session's graphs");
         }
@@ -220,6 +356,7 @@ impl GraphCalls for Session {
             }
             let e = w.backend().instantiate(c, real, flags)?;
             self.graph.execs.insert(exec, (e, c));
+            self.graph.exec_graph.insert(exec, graph);
             Ok(())
         })())
     }
@@ -247,6 +384,7 @@ impl GraphCalls for Session {
             let (e, c) = find_exec(self, exec)?;
             self.worker.backend().exec_destroy(c, e)?;
             self.graph.execs.remove(&exec);
+            self.graph.exec_graph.remove(&exec);
             Ok(())
         })())
     }
@@ -260,15 +398,13 @@ impl GraphCalls for Session {
             }
             self.worker.backend().graph_destroy(c, g)?;
             self.graph.graphs.remove(&graph);
+            self.graph.forget_orphans();
             Ok(())
         })())
     }
 
-    fn graph_node_count(&mut self, graph: u64) -> Outcome {
-        reply((|| {
-            let (g, c) = find_graph(self, graph)?;
-            self.worker.backend().node_count(c, g)
-        })())
+    fn graph_nodes(&mut self, graph: u64, list: bool) -> Outcome {
+        reply(nodes::list(self, graph, list))
     }
 
     fn graph_exec_update(&mut self, exec: u64, graph: u64) -> Outcome {
@@ -277,5 +413,97 @@ impl GraphCalls for Session {
             let (g, _) = find_graph(self, graph)?;
             self.worker.backend().exec_update(c, e, g)
         })())
+    }
+
+    fn graph_create(&mut self, ctx: u64, graph: u64, flags: u32) -> Outcome {
+        reply(nodes::create(self, ctx, graph, flags))
+    }
+
+    fn graph_clone(&mut self, graph: u64, clone: u64) -> Outcome {
+        reply(nodes::clone(self, graph, clone))
+    }
+
+    fn add_kernel_node(
+        &mut self,
+        _ctx: u64,
+        graph: u64,
+        node: u64,
+        deps: Vec<u64>,
+        kernel: tf_protocol::graph_msgs::KernelNode<'_>,
+    ) -> Outcome {
+        reply(nodes::add_kernel(self, graph, node, &deps, &kernel))
+    }
+
+    fn add_memset_node(
+        &mut self,
+        ctx: u64,
+        graph: u64,
+        node: u64,
+        deps: Vec<u64>,
+        memset: MemsetNode,
+    ) -> Outcome {
+        reply(nodes::add_memset(self, ctx, graph, node, &deps, memset))
+    }
+
+    fn add_memcpy_node(
+        &mut self,
+        ctx: u64,
+        graph: u64,
+        node: u64,
+        deps: Vec<u64>,
+        copy: CopyNode,
+    ) -> Outcome {
+        reply(nodes::add_memcpy(self, ctx, graph, node, &deps, copy))
+    }
+
+    fn add_empty_node(&mut self, graph: u64, node: u64, deps: Vec<u64>) -> Outcome {
+        reply(nodes::add(self, None, graph, node, &deps, NodeSpec::Empty))
+    }
+
+    fn add_event_record_node(
+        &mut self,
+        graph: u64,
+        node: u64,
+        deps: Vec<u64>,
+        event: u64,
+    ) -> Outcome {
+        reply(nodes::add_event(self, graph, node, &deps, event, true))
+    }
+
+    fn add_event_wait_node(
+        &mut self,
+        graph: u64,
+        node: u64,
+        deps: Vec<u64>,
+        event: u64,
+    ) -> Outcome {
+        reply(nodes::add_event(self, graph, node, &deps, event, false))
+    }
+
+    fn add_dependencies(&mut self, graph: u64, from: Vec<u64>, to: Vec<u64>) -> Outcome {
+        reply(nodes::add_dependencies(self, graph, &from, &to))
+    }
+
+    fn node_get_type(&mut self, node: u64) -> Outcome {
+        reply(nodes::node(self, node).map(|n| u64::from(n.kind)))
+    }
+
+    fn kernel_node_set_params(
+        &mut self,
+        _ctx: u64,
+        node: u64,
+        kernel: tf_protocol::graph_msgs::KernelNode<'_>,
+    ) -> Outcome {
+        reply(nodes::set_kernel(self, None, node, &kernel))
+    }
+
+    fn exec_kernel_node_set_params(
+        &mut self,
+        _ctx: u64,
+        exec: u64,
+        node: u64,
+        kernel: tf_protocol::graph_msgs::KernelNode<'_>,
+    ) -> Outcome {
+        reply(nodes::set_kernel(self, Some(exec), node, &kernel))
     }
 }
