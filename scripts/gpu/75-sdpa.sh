@@ -14,23 +14,22 @@ for c in default flash efficient cudnn math; do
     row "sdpa $c" INFO "native: $(grep "^$c " "$O/native.txt" | cut -d' ' -f2- | cut -c1-90); shmem: $(grep "^$c " "$O/shmem.txt" | cut -d' ' -f2- | cut -c1-90)"
 done
 row "sdpa choice" INFO "native: $(grep -m1 'choice' "$O/native.txt"); shmem: $(grep -m1 'choice' "$O/shmem.txt")"
-if command -v gdb >/dev/null; then
-    if start_worker shmem "$O/worker-spin.log"; then
-        through_client path timeout 120 python3 "$PY" spin 200 >"$O/spin.txt" 2>&1 &
-        spid=$!
-        sleep 25
-        pid=$(pgrep -f "sdpa_probe.py spin" | head -1)
-        for i in $(seq 6); do
-            timeout 20 gdb -p "$pid" -batch -ex "thread apply all bt 30" >"$O/stack-$i.txt" 2>&1
-            sleep 0.5
-        done
-        kill $spid 2>/dev/null; pkill -f "sdpa_probe.py spin"; wait $spid 2>/dev/null
+# Where the client process spends its CPU while decoding with new sequence
+# lengths: the repo's SIGPROF sampler (tests/gpu/tools/sampler.c), natively
+# and over SHMEM, start-up skipped. Reports: raw */sampler.*.txt.
+if gcc -O2 -shared -fPIC -o "$O/libsampler.so" .gpu/tests/tools/sampler.c -ldl -lpthread 2>"$O/sampler-build.txt"; then
+    env LD_LIBRARY_PATH="$REAL_DIR" LD_PRELOAD="$O/libsampler.so" TF_SAMPLER_OUT="$O/sampler-native" TF_SAMPLER_DELAY_S=15 \
+        timeout 120 python3 "$PY" spin 30 >"$O/spin-native.txt" 2>&1
+    if start_worker shmem "$O/worker-spin.log" TF_CALL_STATS=1; then
+        through_client path env LD_PRELOAD="$O/libsampler.so" TF_SAMPLER_OUT="$O/sampler-shmem" TF_SAMPLER_DELAY_S=15 TF_CALL_STATS=1 \
+            timeout 120 python3 "$PY" spin 30 >"$O/spin-shmem.txt" 2>"$O/spin-shmem.err"
+        sleep 1
         stop_worker
-        # The innermost frames of the main thread, counted over the samples.
-        for f in "$O"/stack-*.txt; do awk '/^Thread 1 /{on=1;n=0;next} /^Thread /{on=0} on&&/^#/{if(n<8)printf "%s ",$4;n++} END{print ""}' "$f"; done |
-            sort | uniq -c | sort -rn >"$O/stacks-main.txt"
-        row "sdpa stack samples (main thread)" INFO "$(head -4 "$O/stacks-main.txt" | tr -s ' ' | tr '\n' ';' | cut -c1-600)"
     fi
+    for v in native shmem; do
+        f=$(ls "$O"/sampler-$v.*.txt 2>/dev/null | head -1)
+        row "sdpa sampler ($v): rounds and top libraries" INFO "$(grep -m1 rounds "$O/spin-$v.txt"); $(sed -n '/self time by library/,/^$/p' "$f" 2>/dev/null | sed -n '2,7p' | tr -s ' ' | tr '\n' ';' | cut -c1-400)"
+    done
 else
-    row "sdpa stack samples" INFO "no gdb on this machine"
+    row "sdpa sampler" FAIL "build: $(head -2 "$O/sampler-build.txt")"
 fi

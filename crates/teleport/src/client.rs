@@ -186,6 +186,13 @@ impl Client {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn check_connected(&self) -> Result<(), u32> {
+        match self.lost.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            s => Err(s),
+        }
+    }
+
     fn check_lost(&self) -> Result<(), u32> {
         match self.lost.load(Ordering::Relaxed) {
             0 => match self.fault.load(Ordering::Relaxed) {
@@ -241,7 +248,11 @@ impl Client {
                 return Ok(b);
             }
         }
-        self.check_lost()?;
+        if self.faulted() && answered_after_fault(req) {
+            self.check_connected()?;
+        } else {
+            self.check_lost()?;
+        }
         self.calls.fetch_add(1, Ordering::Relaxed);
         let _record = Record(req.opcode(), crate::stats::start());
         let mut link = self.link();
@@ -454,6 +465,16 @@ impl Client {
 }
 
 /// Requests that only release something the application held.
+/// Queries the driver still answers for a context lost to a kernel fault:
+/// cudart's `cudaDeviceReset` asks for the context's id before it resets
+/// the primary context, and natively gets it.
+fn answered_after_fault(req: &Request<'_>) -> bool {
+    matches!(
+        req,
+        Request::Ctx(tf_protocol::ctx_msgs::CtxRequest::Info { .. })
+    )
+}
+
 fn releases(req: &Request<'_>) -> bool {
     use tf_protocol::exec_msgs::ExecRequest as E;
     matches!(

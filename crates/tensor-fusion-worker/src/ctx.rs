@@ -167,26 +167,44 @@ impl CtxBackend for RealBackend {
 
     fn ctx_info(&self, ctx: BackendCtx) -> BResult<CtxInfo> {
         let d = &self.ctx;
-        self.cuda.in_ctx(ctx, || {
-            let mut info = CtxInfo::default();
-            if let Some(f) = d.get_id {
-                // SAFETY: the context handle from this driver, a valid out-pointer.
-                check(unsafe { f(ctx as CuContext, &mut info.id) })?;
-            }
-            if let Some(f) = d.get_api_version {
-                // SAFETY: as above.
-                check(unsafe { f(ctx as CuContext, &mut info.api_version) })?;
-            }
-            info.flags = optional_u32(d.get_flags)?;
-            info.cache_config = optional_u32(d.get_cache_config)?;
+        let mut info = CtxInfo::default();
+        // Id and API version name the context explicitly, and the driver
+        // answers them even after a kernel fault (cudart's cudaDeviceReset
+        // asks for the id first, and must then reach the reset).
+        if let Some(f) = d.get_id {
+            // SAFETY: the context handle from this driver, a valid out-pointer.
+            check(unsafe { f(ctx as CuContext, &mut info.id) })?;
+        }
+        if let Some(f) = d.get_api_version {
+            // SAFETY: as above.
+            check(unsafe { f(ctx as CuContext, &mut info.api_version) })?;
+        }
+        let current = self.cuda.in_ctx(ctx, || {
+            let flags = optional_u32(d.get_flags)?;
+            let cache = optional_u32(d.get_cache_config)?;
             // Deprecated; older and newer drivers may refuse it: 0 then.
-            info.shared_mem_config = optional_u32(d.get_shared_mem_config).unwrap_or(0);
+            let shared = optional_u32(d.get_shared_mem_config).unwrap_or(0);
+            let (mut least, mut greatest) = (0, 0);
             if let Some(f) = d.priority_range {
                 // SAFETY: both out-pointers are valid for the call.
-                check(unsafe { f(&mut info.priority_least, &mut info.priority_greatest) })?;
+                check(unsafe { f(&mut least, &mut greatest) })?;
             }
-            Ok(info)
-        })
+            Ok((flags, cache, shared, least, greatest))
+        });
+        match current {
+            Ok((flags, cache, shared, least, greatest)) => {
+                info.flags = flags;
+                info.cache_config = cache;
+                info.shared_mem_config = shared;
+                info.priority_least = least;
+                info.priority_greatest = greatest;
+            }
+            // A context lost to a kernel fault cannot be made current; what
+            // needs it is answered with defaults so the reset can proceed.
+            Err(e) if tf_worker_core::worker::is_sticky_fault(e) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(info)
     }
 
     fn ctx_set_cache_config(&self, ctx: BackendCtx, config: u32) -> BResult<()> {

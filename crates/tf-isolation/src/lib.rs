@@ -24,12 +24,18 @@ use std::process::{Child, Command};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 
-/// Size of the shared page (one page holds the counter).
+/// Size of the shared page.
 const PAGE: usize = 4096;
 
-/// One `u64` counter in shared memory, valid in every process that maps the
-/// same memory file: the creator ([`SharedCounter::create`]) and the session
-/// processes it hands the descriptor to ([`SharedCounter::from_fd`]).
+/// Counters in one shared page.
+pub const COUNTERS: usize = PAGE / 8;
+
+/// [`COUNTERS`] `u64` counters in shared memory, valid in every process that
+/// maps the same memory file: the creator ([`SharedCounter::create`]) and
+/// the session processes it hands the descriptor to
+/// ([`SharedCounter::from_fd`]). The worker uses counter 0 for the bytes
+/// charged by all sessions and one more per session process, so that what a
+/// crashed session process never returned can be returned by its parent.
 pub struct SharedCounter {
     ptr: NonNull<AtomicU64>,
     fd: OwnedFd,
@@ -102,11 +108,13 @@ impl SharedCounter {
         Ok(Self { ptr, fd })
     }
 
-    /// The counter.
-    pub fn get(&self) -> &AtomicU64 {
-        // SAFETY: page-aligned, mapped for as long as `self` lives, and
-        // only ever accessed atomically (by every process that maps it).
-        unsafe { self.ptr.as_ref() }
+    /// Counter `i` (0 ≤ i < [`COUNTERS`]).
+    pub fn get(&self, i: usize) -> &AtomicU64 {
+        assert!(i < COUNTERS, "counter {i} outside the shared page");
+        // SAFETY: in bounds (checked), 8-byte aligned in a page-aligned
+        // mapping that lives as long as `self`, and only ever accessed
+        // atomically (by every process that maps it).
+        unsafe { &*self.ptr.as_ptr().add(i) }
     }
 
     /// The descriptor to hand to a session process.
@@ -189,16 +197,18 @@ mod tests {
     #[test]
     fn a_counter_is_shared_through_its_descriptor() {
         let a = SharedCounter::create("tf-test-ledger").unwrap();
-        a.get().fetch_add(5, Ordering::Relaxed);
+        a.get(0).fetch_add(5, Ordering::Relaxed);
+        a.get(COUNTERS - 1).fetch_add(1, Ordering::Relaxed);
         // What a session process does with the inherited number (here a
         // duplicate, so both ends own a descriptor).
         // SAFETY: dup of our own open descriptor.
         let dup = unsafe { libc::dup(a.fd()) };
         assert!(dup >= 0);
         let b = SharedCounter::from_fd(dup).unwrap();
-        assert_eq!(b.get().load(Ordering::Relaxed), 5);
-        b.get().fetch_add(2, Ordering::Relaxed);
-        assert_eq!(a.get().load(Ordering::Relaxed), 7);
+        assert_eq!(b.get(0).load(Ordering::Relaxed), 5);
+        assert_eq!(b.get(COUNTERS - 1).load(Ordering::Relaxed), 1);
+        b.get(0).fetch_add(2, Ordering::Relaxed);
+        assert_eq!(a.get(0).load(Ordering::Relaxed), 7);
     }
 
     #[test]

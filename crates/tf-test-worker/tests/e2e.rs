@@ -184,6 +184,51 @@ fn session_processes_serve_clients_and_end_with_the_worker_shmem() {
     session_processes(Worker::shmem(64, &[]));
 }
 
+/// A session process that dies (a crash in the driver, the OOM killer)
+/// without freeing: its client gets an error, the worker returns what the
+/// process had charged to the memory limit, and other clients are served.
+#[test]
+fn a_killed_session_process_returns_its_memory_to_the_limit() {
+    let w = Worker::native(&[("TF_CUDA_MEMORY_LIMIT", "1024")]);
+    let (free0, _) = meminfo(&w);
+    let mut holder = client(
+        &w.info,
+        Inject::LibraryPath,
+        &["hold", &(256 * MIB).to_string()],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "holding");
+    assert_eq!(meminfo(&w).0, free0 - 256 * MIB);
+    let kids = w.children();
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    let st = std::process::Command::new("kill")
+        .args(["-9", &kids[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = Instant::now();
+    while meminfo(&w).0 != free0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the dead session's memory was not returned"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(w.log_contains("killed by signal 9"));
+    assert!(w.log_contains("returned to the memory limit"));
+    let st = holder.wait().unwrap();
+    assert!(!st.success(), "the client of a killed session must fail");
+}
+
 fn expect_init_error(info: &str, code: u32, stderr_needle: &str, within: Duration) {
     let start = Instant::now();
     let o = run(

@@ -208,6 +208,8 @@ pub struct SessionSpec {
     pub session: u64,
     /// The inherited descriptor of the memory ledger shared by all sessions.
     pub ledger: i32,
+    /// This session's counter in the ledger (1 ≤ slot < `COUNTERS`).
+    pub slot: usize,
 }
 
 impl SessionSpec {
@@ -219,7 +221,10 @@ impl SessionSpec {
                 h.slot, h.generation, h.epoch
             ),
         };
-        format!("{conn},session={},ledger={}", self.session, self.ledger)
+        format!(
+            "{conn},session={},ledger={},account={}",
+            self.session, self.ledger, self.slot
+        )
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -243,10 +248,15 @@ impl SessionSpec {
             }),
             _ => return Err(bad()),
         };
+        let slot = usize::try_from(field("account")?).map_err(|_| bad())?;
+        if slot == 0 || slot >= tf_isolation::COUNTERS {
+            return Err(bad());
+        }
         Ok(Self {
             conn,
             session: field("session")?,
             ledger: fd("ledger")?,
+            slot,
         })
     }
 }
@@ -388,8 +398,11 @@ struct Spawner {
     argv0: OsString,
     /// The worker's own arguments, passed on (the child reads `-n`/`-m`/`-M`).
     args: Vec<String>,
-    /// Bytes charged against the memory limit, by every session process.
-    ledger: tf_isolation::SharedCounter,
+    /// Bytes charged against the memory limit: the total (counter 0) and
+    /// per session process.
+    ledger: Arc<tf_isolation::SharedCounter>,
+    /// Ledger counters not in use by a session process.
+    free_slots: Arc<std::sync::Mutex<Vec<usize>>>,
     sessions: u64,
 }
 
@@ -410,7 +423,10 @@ impl Spawner {
                 .next()
                 .unwrap_or_else(|| "tensor-fusion-worker".into()),
             args,
-            ledger,
+            ledger: Arc::new(ledger),
+            free_slots: Arc::new(std::sync::Mutex::new(
+                (1..tf_isolation::COUNTERS).rev().collect(),
+            )),
             sessions: 0,
         })
     }
@@ -434,10 +450,20 @@ impl Spawner {
                 None => return,
             },
         };
+        let Some(slot) = lock(&self.free_slots).pop() else {
+            tracing::error!(
+                session,
+                %peer,
+                "refusing the client: {} sessions are served at once already, the most one worker serves; start another worker",
+                tf_isolation::COUNTERS - 1
+            );
+            return;
+        };
         let spec = SessionSpec {
             conn: handoff,
             session,
             ledger: self.ledger.fd(),
+            slot,
         };
         let mut keep = vec![self.ledger.fd()];
         if let Handoff::Tcp { fd } = handoff {
@@ -452,26 +478,64 @@ impl Spawner {
             Ok(child) => {
                 tracing::info!(session, pid = child.id(), %peer, "session process started");
                 drop(socket);
+                let ledger = SessionLedger {
+                    page: Arc::clone(&self.ledger),
+                    free: Arc::clone(&self.free_slots),
+                    slot,
+                };
                 let r = std::thread::Builder::new()
                     .name("tf-session-reaper".into())
-                    .spawn(move || reap(child, keeper, session));
+                    .spawn(move || reap(child, keeper, session, ledger));
                 if let Err(e) = r {
                     tracing::error!(session, "cannot watch the session process: {e}");
                 }
             }
-            Err(e) => tracing::error!(
-                session,
-                %peer,
-                "cannot start a process for the session: {e}; its connection is closed (check that {} can be executed)",
-                self.exe.display()
-            ),
+            Err(e) => {
+                lock(&self.free_slots).push(slot);
+                tracing::error!(
+                    session,
+                    %peer,
+                    "cannot start a process for the session: {e}; its connection is closed (check that {} can be executed)",
+                    self.exe.display()
+                )
+            }
         }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A session process's counter in the shared ledger, settled when it ends.
+struct SessionLedger {
+    page: Arc<tf_isolation::SharedCounter>,
+    free: Arc<std::sync::Mutex<Vec<usize>>>,
+    slot: usize,
+}
+
+impl SessionLedger {
+    /// Returns to the worker's total what the ended process still had
+    /// charged (it died, or its context was lost and never freed), and
+    /// frees the counter for the next session.
+    fn settle(self, session: u64) {
+        use std::sync::atomic::Ordering;
+        let left = self.page.get(self.slot).swap(0, Ordering::AcqRel);
+        if left > 0 {
+            self.page.get(0).fetch_sub(left, Ordering::AcqRel);
+            tracing::info!(
+                session,
+                bytes = left,
+                "returned to the memory limit what the ended session process had not freed"
+            );
+        }
+        lock(&self.free).push(self.slot);
     }
 }
 
 /// Waits for a session process, says how it ended when that was not a
 /// plain exit, then lets go of what the parent kept for it.
-fn reap(mut child: Child, keeper: Option<ShmConnection>, session: u64) {
+fn reap(mut child: Child, keeper: Option<ShmConnection>, session: u64, ledger: SessionLedger) {
     use std::os::unix::process::ExitStatusExt;
     match child.wait() {
         Ok(st) if st.success() => tracing::debug!(session, "session process exited"),
@@ -489,6 +553,7 @@ fn reap(mut child: Child, keeper: Option<ShmConnection>, session: u64) {
         },
         Err(e) => tracing::warn!(session, "cannot wait for the session process: {e}"),
     }
+    ledger.settle(session);
     drop(keeper);
 }
 
@@ -550,7 +615,11 @@ fn session_process(
         Ok(b) => b,
         Err(e) => return fail(e),
     };
-    let worker = Worker::with_ledger(backend, limit, Ledger::Shared(ledger));
+    let ledger = Ledger::Shared {
+        page: ledger,
+        slot: spec.slot,
+    };
+    let worker = Worker::with_ledger(backend, limit, ledger);
     worker.set_next_session_id(spec.session);
     worker.set_process_per_session();
     serve_connection(Arc::clone(&worker), conn);
@@ -640,6 +709,7 @@ mod tests {
                 conn,
                 session: 42,
                 ledger: 5,
+                slot: 17,
             };
             assert_eq!(SessionSpec::parse(&spec.encode()).unwrap(), spec);
         }
@@ -650,6 +720,9 @@ mod tests {
             "tcp,fd=x,session=1,ledger=2",
             "tcp,fd=99999999999,session=1,ledger=2",
             "shm,slot=1,generation=2,session=1,ledger=2",
+            "tcp,fd=1,session=1,ledger=2",
+            "tcp,fd=1,session=1,ledger=2,account=0",
+            "tcp,fd=1,session=1,ledger=2,account=512",
         ] {
             assert!(SessionSpec::parse(bad).is_err(), "{bad:?}");
         }

@@ -467,6 +467,21 @@ impl Drop for Session {
     /// Frees everything the client left behind: a crashed or killed client
     /// must not leak device memory or keep contexts alive.
     fn drop(&mut self) {
+        if let Some(table) = self.stats.table() {
+            tracing::info!(session = self.id, "{table}");
+        }
+        if self.worker.fault() != 0 {
+            // The context was lost to a kernel fault: every release would
+            // fail with the fault. Exiting the process releases it all (and
+            // the parent settles what the ledger still counts).
+            let n = self.allocs.len();
+            for (_, (size, _)) in std::mem::take(&mut self.allocs) {
+                self.worker.uncharge(size);
+            }
+            tracing::info!(session = self.id, peer = %self.peer, allocations = n, "session ended; its GPU context was lost to a kernel fault, so its objects are released when its process exits");
+            self.worker.session_ended();
+            return;
+        }
         // Domain state first: streams, modules and the like reference
         // contexts and memory released below.
         let w = Arc::clone(&self.worker);
@@ -498,9 +513,6 @@ impl Drop for Session {
         // Last: the contexts everything above was released in.
         for (dev, _) in std::mem::take(&mut self.anchors) {
             let _ = self.worker.release_primary(dev);
-        }
-        if let Some(table) = self.stats.table() {
-            tracing::info!(session = self.id, "{table}");
         }
         tracing::info!(session = self.id, peer = %self.peer, freed_allocations = n, freed_bytes = bytes, "session ended");
         self.worker.session_ended();

@@ -39,17 +39,37 @@ pub struct Worker {
 
 /// Where the bytes charged against the memory limit are counted: in this
 /// process (one process serves every session), or in memory shared with
-/// the worker's other session processes (a process per session).
+/// the worker's other session processes (a process per session): counter 0
+/// of the shared page holds the worker's total, counter `slot` what this
+/// process charged, which the parent returns should the process die
+/// without returning it (a crash, or a context lost to a kernel fault).
 pub enum Ledger {
     Local(AtomicU64),
-    Shared(tf_isolation::SharedCounter),
+    Shared {
+        page: tf_isolation::SharedCounter,
+        slot: usize,
+    },
 }
 
 impl Ledger {
+    /// Bytes charged by all clients of the worker.
     fn get(&self) -> &AtomicU64 {
         match self {
             Self::Local(a) => a,
-            Self::Shared(c) => c.get(),
+            Self::Shared { page, .. } => page.get(0),
+        }
+    }
+
+    /// Also counts `size` bytes as this process's (after charging them).
+    fn mine_add(&self, size: u64) {
+        if let Self::Shared { page, slot } = self {
+            page.get(*slot).fetch_add(size, Ordering::Relaxed);
+        }
+    }
+
+    fn mine_sub(&self, size: u64) {
+        if let Self::Shared { page, slot } = self {
+            page.get(*slot).fetch_sub(size, Ordering::Relaxed);
         }
     }
 }
@@ -234,17 +254,22 @@ impl Worker {
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        self.used.mine_add(size);
+                        return Ok(());
+                    }
                     Err(c) => cur = c,
                 }
             }
         }
         self.used.get().fetch_add(size, Ordering::Relaxed);
+        self.used.mine_add(size);
         Ok(())
     }
 
     /// Returns bytes of an allocation that is gone (or never came).
     pub fn uncharge(&self, size: u64) {
+        self.used.mine_sub(size);
         self.used.get().fetch_sub(size, Ordering::Relaxed);
     }
 

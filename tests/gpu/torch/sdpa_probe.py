@@ -69,12 +69,19 @@ def main():
 
 
 def spin(secs):
+    """Decodes for `secs` seconds with the default backends, each round from
+    a longer prompt so attention keeps meeting new sequence lengths (as a
+    real decode does; repeating one length would hit cached plans)."""
     m, ids = model()
     end = time.time() + secs
+    n = 0
     with torch.no_grad():
         while time.time() < end:
-            m.generate(ids, max_new_tokens=16, do_sample=False)
+            p = torch.cat([ids] * (2 + n), dim=1)
+            m.generate(p, max_new_tokens=16, min_new_tokens=16, do_sample=False)
+            n += 1
     torch.cuda.synchronize()
+    print(f"{n} rounds")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ FN(CUresult, cuDeviceGet, (CUdevice *, int))
 FN(CUresult, cuDevicePrimaryCtxRetain, (CUcontext *, CUdevice))
 FN(CUresult, cuCtxSetCurrent, (CUcontext))
 FN(CUresult, cuCtxSynchronize, (void))
+FN(CUresult, cuCtxGetId, (CUcontext, unsigned long long *))
 FN(CUresult, cuGetErrorName, (CUresult, const char **))
 FN(CUresult, cuMemAlloc_v2, (CUdeviceptr *, size_t))
 FN(CUresult, cuDevicePrimaryCtxReset_v2, (CUdevice))
@@ -206,7 +207,8 @@ static void load(void) {
     if (!cuda) { printf("FAIL dlopen libcuda.so.1: %s\n", dlerror()); exit(10); }
     EXPECT(dlsym(cuda, "TENSOR_FUSION_CLIENT") != NULL, "libcuda.so.1 is not the tensor-fusion client");
     LOAD(cuInit); LOAD(cuDeviceGet); LOAD(cuDevicePrimaryCtxRetain); LOAD(cuCtxSetCurrent);
-    LOAD(cuCtxSynchronize); LOAD(cuGetErrorName); LOAD(cuMemAlloc_v2); LOAD(cuMemFree_v2);
+    LOAD(cuCtxSynchronize);
+    LOAD(cuCtxGetId); LOAD(cuGetErrorName); LOAD(cuMemAlloc_v2); LOAD(cuMemFree_v2);
     LOAD(cuDevicePrimaryCtxReset_v2);
     LOAD(cuMemcpyHtoD_v2); LOAD(cuMemcpyDtoH_v2); LOAD(cuMemcpyHtoDAsync_v2); LOAD(cuMemcpyDtoHAsync_v2);
     LOAD(cuMemcpyDtoDAsync_v2); LOAD(cuMemcpyHtoDAsync_v2_ptsz); LOAD(cuMemcpyDtoHAsync_v2_ptsz);
@@ -603,7 +605,7 @@ static int hold(void) {
 static int fault(void) {
     static const char FAULTY[] = "//\n.version 8.0\n.target sm_90\n.address_size 64\n"
                                  ".visible .entry tf_test_fault()\n{\n ret;\n}\n";
-    setup();
+    CUcontext ctx = setup();
     CUmodule m;
     CUfunction f;
     CHECK(cuModuleLoadData(&m, FAULTY));
@@ -617,6 +619,9 @@ static int fault(void) {
     CUstream st;
     EXPECT_RC(700, cuMemAlloc_v2(&d, 16));
     EXPECT_RC(700, cuStreamCreate(&st, 0));
+    /* cudart's cudaDeviceReset asks for the context id first: answered. */
+    unsigned long long cid = 0;
+    EXPECT_RC(0, cuCtxGetId(ctx, &cid));
     EXPECT_RC(0, cuDevicePrimaryCtxReset_v2(0));
     EXPECT_RC(46, cuMemAlloc_v2(&d, 16));
     printf("faulted\n");
