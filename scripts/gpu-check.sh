@@ -22,6 +22,12 @@ prepare() {
     cp target/release/tf-bench target/release/tf-test-worker .gpu/
     cp -r crates/tf-test-worker/tests/c .gpu/c
     [ -d tests/gpu ] && cp -r tests/gpu .gpu/tests
+    # Measuring instruments of the team (not part of the repo), for part 26.
+    if [ -f ../shared/tools/cutrace/gen.py ]; then
+        mkdir -p .gpu/cutrace
+        cp ../shared/tools/cutrace/gen.py .gpu/cutrace/
+        cp ../shared/reference/libcuda-580.159.04.exports.txt .gpu/cutrace/libcuda.exports.txt
+    fi
     # Debug info is not needed there and the carry limit is 64 MiB.
     find .gpu -type f \( -name '*.so*' -o -perm -u+x \) -exec strip --strip-debug {} + 2>/dev/null || true
     du -sh .gpu

@@ -100,6 +100,13 @@ pub(crate) fn report() {
             *nanos as f64 / 1e3 / *n as f64
         ));
     }
+    let (hits, misses, entries, bytes) = crate::runtime::compile_cache::stats();
+    if hits + misses > 0 {
+        text.push_str(&format!(
+            "compilation cache (NVRTC): {hits} hits, {misses} misses, {entries} entries, {:.1} MiB\n",
+            bytes as f64 / (1 << 20) as f64
+        ));
+    }
     eprint!("{text}");
     if crate::runtime::may_log() {
         tracing::info!("{text}");

@@ -20,6 +20,7 @@
 //! | `21318c60` | tools context (cuBLAS, cuFFT, cuSOLVER) | 93 | context id [4], stream id of a tools handle [39], a stream's tools handle [51] |
 //! | `0ca50b8c` | context-create bypass | 2 | `cuCtxCreate_v2` [1] |
 //! | `6e163fbe` | tools module (cuFFT) | 99, sized from the worker | module function iteration [7] |
+//! | `da9151d3` | compilation cache (NVRTC, cuDNN's runtime-compiled engines) | 7, sized from the worker | describe [1], destroy [2], look up [3], store [4], give back [6] (see `compile_cache`) |
 //!
 //! Every other slot of these tables, and every slot of a table we do not
 //! know (sized from the worker's driver), is a *trap*: a distinct function
@@ -44,6 +45,10 @@ use crate::cuda::{guard, session};
 /// The tools-module table (cuFFT): built like an unknown table from the
 /// worker's driver, with its module function iteration [7] implemented.
 const TOOLS_MODULE: [u8; 16] = guid("6e163fbeb958444d835ce182aff1991e");
+
+/// The driver's compilation cache (NVRTC): sized from the worker's driver,
+/// slots 1–4 and 6 implemented in the client (see `compile_cache`).
+const COMPILE_CACHE: [u8; 16] = guid("da9151d33ae6cc41a5c04f26d533e328");
 
 /// Table ids (indices into [`TABLES`]); the known tables come first.
 pub(crate) const CUDART: usize = 0;
@@ -379,6 +384,14 @@ fn unknown_table(guid: &[u8; 16]) -> Result<&'static [usize], u32> {
         if *guid == TOOLS_MODULE && t.len() > 7 {
             // Sized from the worker's driver, one slot implemented here.
             t[7] = s::module_functions as *const () as usize;
+        }
+        if *guid == COMPILE_CACHE && t.len() > 6 {
+            use super::compile_cache as cc;
+            t[1] = cc::create as *const () as usize;
+            t[2] = cc::destroy as *const () as usize;
+            t[3] = cc::lookup as *const () as usize;
+            t[4] = cc::store as *const () as usize;
+            t[6] = cc::release as *const () as usize;
         }
         let _ = TABLES[id].set(t.into_boxed_slice());
         Ok(id)

@@ -12,12 +12,15 @@
 //! - [`host_memory`]: pinned host memory and pointer attributes, answered in
 //!   the client.
 //! - [`device`]: legacy device queries answered from the cached facts.
+//! - [`compile_cache`]: the driver's compilation cache that NVRTC consults,
+//!   kept in the client.
 //!
 //! Every request these modules answer is logged at debug level
 //! (`TF_ENABLE_LOG=1 TF_LOG_LEVEL=debug`), and the number of calls of every
 //! private-table slot is logged at exit, so one run on a GPU machine shows
 //! what a runtime asked for.
 
+pub(crate) mod compile_cache;
 mod cudart_slots;
 mod device;
 pub(crate) mod export_tables;
