@@ -379,6 +379,10 @@ fn htod(
 ) -> Result<(), CUresult> {
     let ctx = current_ctx()?;
     let stream = stream.map(stream_arg).transpose()?;
+    if crate::uva_host::is_host_span(dst, n as u64) {
+        // The "device" side is pinned memory of this process.
+        return crate::uva_host::copy(dst, src as u64, n, stream);
+    }
     if let Some(s) = stream {
         // A captured copy would re-read the worker's staging buffer.
         crate::graph::refuse_in_capture(s)?;
@@ -394,6 +398,9 @@ fn dtoh(
 ) -> Result<(), CUresult> {
     let ctx = current_ctx()?;
     let stream = stream.map(stream_arg).transpose()?;
+    if crate::uva_host::is_host_span(src, n as u64) {
+        return crate::uva_host::copy(dst as u64, src, n, stream);
+    }
     if let Some(s) = stream {
         crate::graph::refuse_in_capture(s)?;
     }
@@ -406,6 +413,19 @@ fn dtod(
     n: usize,
     stream: Option<CUstream>,
 ) -> Result<(), CUresult> {
+    let (dst_host, src_host) = (
+        crate::uva_host::is_host_span(dst, n as u64),
+        crate::uva_host::is_host_span(src, n as u64),
+    );
+    match (dst_host, src_host) {
+        (true, true) => {
+            let s = stream.map(stream_arg).transpose()?;
+            return crate::uva_host::copy(dst, src, n, s);
+        }
+        (false, true) => return htod(dst, src as *const c_void, n, stream),
+        (true, false) => return dtoh(dst as *mut c_void, src, n, stream),
+        (false, false) => {}
+    }
     let ctx = current_ctx()?;
     let s = stream.map(stream_arg).transpose()?;
     let req = Request::MemcpyDtoD {
@@ -469,12 +489,33 @@ pub(crate) unsafe extern "C" fn cu_memcpy_dtod_async(
     guard(|| dtod(dst, src, n, Some(s)))
 }
 
+/// A synchronous 1D memset of host memory, as the async form describes it.
+fn host_memset(dst: u64, value: u32, count: usize, elem: u8) -> tf_protocol::exec_msgs::Memset {
+    use tf_protocol::exec_msgs::MemsetOp;
+    tf_protocol::exec_msgs::Memset {
+        ctx: 0,
+        stream: 0,
+        dst,
+        pitch: 0,
+        value,
+        width: count as u64,
+        op: if elem == 1 {
+            MemsetOp::D8
+        } else {
+            MemsetOp::D32
+        },
+    }
+}
+
 pub(crate) unsafe extern "C" fn cu_memset_d8(
     dst: CUdeviceptr,
     value: u8,
     count: usize,
 ) -> CUresult {
     guard(|| {
+        if crate::uva_host::is_host_span(dst, count as u64) {
+            return crate::uva_host::memset(&host_memset(dst, u32::from(value), count, 1), None);
+        }
         let ctx = current_ctx()?;
         session()?.call::<()>(&Request::MemsetD8 {
             ctx,
@@ -491,6 +532,9 @@ pub(crate) unsafe extern "C" fn cu_memset_d32(
     count: usize,
 ) -> CUresult {
     guard(|| {
+        if crate::uva_host::is_host_span(dst, (count as u64).saturating_mul(4)) {
+            return crate::uva_host::memset(&host_memset(dst, value, count, 4), None);
+        }
         let ctx = current_ctx()?;
         session()?.call::<()>(&Request::MemsetD32 {
             ctx,

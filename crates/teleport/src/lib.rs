@@ -20,6 +20,7 @@ mod mem;
 mod nvml;
 mod runtime;
 mod stats;
+mod uva_host;
 mod generated {
     pub(crate) mod stubs;
 }

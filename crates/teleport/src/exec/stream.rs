@@ -423,6 +423,10 @@ unsafe extern "C" fn cu_event_destroy(e: Handle) -> CUresult {
 /// Enqueues a memset; `m.ctx` and `m.stream` are filled in here.
 fn memset(mut m: Memset, s: Handle, per_thread: bool) -> Result<(), CUresult> {
     m.stream = wire_stream(s as u64, per_thread)?;
+    if crate::uva_host::memset_span(&m).is_some_and(|n| crate::uva_host::is_host_span(m.dst, n)) {
+        // Pinned memory of this process named by a device call.
+        return crate::uva_host::memset(&m, Some(m.stream));
+    }
     m.ctx = crate::cuda::current_ctx()?;
     session()?.enqueue(&Request::Exec(ExecRequest::MemsetAsync(m)))
 }

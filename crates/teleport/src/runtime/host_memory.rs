@@ -114,6 +114,15 @@ pub(crate) fn is_host(p: u64) -> bool {
     find(p).is_some_and(|(_, x)| x.kind != Kind::Device)
 }
 
+/// Whether `[p, p + len)` lies inside one pinned or registered host range
+/// this client tracks.
+pub(crate) fn host_span(p: u64, len: u64) -> bool {
+    let Some(end) = p.checked_add(len) else {
+        return false;
+    };
+    find(p).is_some_and(|(start, x)| x.kind != Kind::Device && end <= start + x.size)
+}
+
 /// The device memory of a context that went away went with it.
 pub(crate) fn context_gone(ctx: u64) {
     ranges().retain(|_, x| !(x.kind == Kind::Device && x.ctx == ctx));

@@ -66,6 +66,10 @@ FN(CUresult, cuMemcpyHtoD_v2, (CUdeviceptr, const void *, size_t))
 FN(CUresult, cuMemcpyDtoH_v2, (void *, CUdeviceptr, size_t))
 FN(CUresult, cuMemcpyHtoDAsync_v2, (CUdeviceptr, const void *, size_t, CUstream))
 FN(CUresult, cuMemsetD32Async, (CUdeviceptr, unsigned, size_t, CUstream))
+FN(CUresult, cuMemHostAlloc, (void **, size_t, unsigned))
+FN(CUresult, cuMemFreeHost, (void *))
+FN(CUresult, cuMemcpyDtoHAsync_v2, (void *, CUdeviceptr, size_t, CUstream))
+FN(CUresult, cuMemcpyDtoD_v2, (CUdeviceptr, CUdeviceptr, size_t))
 FN(CUresult, cuStreamCreate, (CUstream *, unsigned))
 FN(CUresult, cuStreamDestroy_v2, (CUstream))
 FN(CUresult, cuStreamSynchronize, (CUstream))
@@ -181,6 +185,7 @@ static void load(void) {
     LOAD(cuGraphExecDestroy); LOAD(cuGraphDestroy); LOAD(cuStreamGetId);
     LOAD(cuMemAllocPitch_v2); LOAD(cuMemcpy2D_v2); LOAD(cuMemcpy2DAsync_v2); LOAD(cuMemcpy3D_v2);
     LOAD(cuMemsetD2D8_v2); LOAD(cuMemcpy); LOAD(cuMemcpyAsync);
+    LOAD(cuMemHostAlloc); LOAD(cuMemFreeHost); LOAD(cuMemcpyDtoHAsync_v2); LOAD(cuMemcpyDtoD_v2);
 }
 
 static CUcontext setup(void) {
@@ -532,6 +537,33 @@ static void copies(CUstream s) {
         EXPECT(memcmp(a, b, N) == 0, "host-to-host unified copy differs");
         CHECK(cuMemFree_v2(u1));
         CHECK(cuMemFree_v2(u2));
+    }
+    /* Pinned host memory named by device calls (unified addressing), as XLA
+     * does: a memset and a "device to host" read-back of a pinned buffer,
+     * and device-to-device copies with a pinned side. */
+    {
+        unsigned *pin = NULL, back[4] = {0};
+        CHECK(cuMemHostAlloc((void **)&pin, 4096, 0));
+        CUdeviceptr hp = (CUdeviceptr)(uintptr_t)pin;
+        CHECK(cuMemsetD32Async(hp, 0x12345678, 2, s));
+        CHECK(cuMemcpyDtoHAsync_v2(back, hp, 8, s));
+        CHECK(cuStreamSynchronize(s));
+        EXPECT(pin[0] == 0x12345678 && pin[1] == 0x12345678 && pin[2] == 0, "pinned memset %x %x %x", pin[0], pin[1], pin[2]);
+        EXPECT(back[0] == 0x12345678 && back[1] == 0x12345678 && back[2] == 0, "pinned read-back %x %x", back[0], back[1]);
+        CUdeviceptr dv;
+        CHECK(cuMemAlloc_v2(&dv, 64));
+        pin[2] = 0xABCD;
+        CHECK(cuMemcpyDtoD_v2(dv, hp, 16));          /* pinned to device */
+        CHECK(cuMemsetD32Async(hp, 0, 4, s));
+        CHECK(cuStreamSynchronize(s));
+        CHECK(cuMemcpyDtoD_v2(hp, dv, 16));          /* device to pinned */
+        EXPECT(pin[0] == 0x12345678 && pin[2] == 0xABCD, "pinned round trip %x %x", pin[0], pin[2]);
+        /* A span running past the pinned buffer is not host memory: refused. */
+        CHECK(cuMemsetD32Async(hp + 4092, 0, 2, s));
+        EXPECT_RC(INVALID_VALUE, cuStreamSynchronize(s));
+        CHECK(cuStreamSynchronize(s));
+        CHECK(cuMemFree_v2(dv));
+        CHECK(cuMemFreeHost(pin));
     }
     /* cuMemFree also frees a stream-ordered allocation. */
     CUdeviceptr p = 0;
