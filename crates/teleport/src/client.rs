@@ -255,8 +255,14 @@ impl Client {
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
         let _record = Record(req.opcode(), crate::stats::start());
+        let mapped = crate::mapped::any();
         let mut link = self.link();
-        match round_trip::<B>(&mut link, req) {
+        if mapped {
+            if let Err(why) = push_host_writes(&mut link) {
+                return Err(self.fail(why));
+            }
+        }
+        let out = match round_trip::<B>(&mut link, req) {
             Ok(r) => {
                 link.unacked = 0;
                 if let Err(status) = r {
@@ -266,7 +272,12 @@ impl Client {
                 r
             }
             Err(why) => Err(self.fail(why)),
+        };
+        drop(link);
+        if mapped && out.is_ok() && crate::mapped::waits_for_gpu(req) {
+            crate::mapped::pull(self);
         }
+        out
     }
 
     /// A synchronous call whose answer is bulk data (a status, then exactly
@@ -326,6 +337,11 @@ impl Client {
         let t = crate::stats::start();
         let _record = Record(req.opcode(), t);
         let mut link = self.link();
+        if crate::mapped::any() {
+            if let Err(why) = push_host_writes(&mut link) {
+                return Err(self.fail(why));
+            }
+        }
         if let Err(why) = send(&mut link, req, FLAG_NO_REPLY) {
             return Err(self.fail(why));
         }
@@ -496,6 +512,17 @@ impl Drop for Record {
     fn drop(&mut self) {
         crate::stats::record(self.0, self.1);
     }
+}
+
+/// Sends, ahead of the next request, what the application wrote to mapped
+/// host memory since the last push (`crate::mapped`).
+fn push_host_writes(link: &mut Link) -> Result<(), String> {
+    for (addr, data) in crate::mapped::take_host_writes() {
+        let w =
+            Request::Mem(tf_protocol::mem_msgs::MemRequest::HostMirrorWrite { addr, data: &data });
+        send(link, &w, FLAG_NO_REPLY)?;
+    }
+    Ok(())
 }
 
 fn send(link: &mut Link, req: &Request<'_>, flags: u16) -> Result<u64, String> {

@@ -16,6 +16,7 @@ mod cuda;
 pub mod error;
 mod exec;
 mod graph;
+mod mapped;
 mod mem;
 mod nvml;
 mod runtime;

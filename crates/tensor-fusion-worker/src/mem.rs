@@ -142,6 +142,9 @@ type FnCopy2DAsync = unsafe extern "C" fn(*const RawCopy2D, Ptr) -> CuResult;
 type FnAllocPitch = unsafe extern "C" fn(*mut u64, *mut usize, usize, usize, c_uint) -> CuResult;
 type FnSync = unsafe extern "C" fn(Ptr) -> CuResult;
 type FnBatch = unsafe extern "C" fn(Ptr, c_uint, *mut c_void, c_uint) -> CuResult;
+type FnHostRegister = unsafe extern "C" fn(*mut c_void, usize, c_uint) -> CuResult;
+type FnHostUnregister = unsafe extern "C" fn(*mut c_void) -> CuResult;
+type FnHostDevicePtr = unsafe extern "C" fn(*mut u64, *mut c_void, c_uint) -> CuResult;
 
 /// The driver's entry points for this domain.
 pub(crate) struct MemDriver {
@@ -174,6 +177,9 @@ pub(crate) struct MemDriver {
     copy_2d_async: Option<FnCopy2DAsync>,
     alloc_pitch: Option<FnAllocPitch>,
     stream_sync: Option<FnSync>,
+    host_register: Option<FnHostRegister>,
+    host_unregister: Option<FnHostUnregister>,
+    host_device_ptr: Option<FnHostDevicePtr>,
 }
 
 impl MemDriver {
@@ -214,6 +220,9 @@ impl MemDriver {
                 copy_2d_async: resolve(lib, &["cuMemcpy2DAsync_v2"]),
                 alloc_pitch: resolve(lib, &["cuMemAllocPitch_v2"]),
                 stream_sync: resolve(lib, &["cuStreamSynchronize"]),
+                host_register: resolve(lib, &["cuMemHostRegister_v2", "cuMemHostRegister"]),
+                host_unregister: resolve(lib, &["cuMemHostUnregister"]),
+                host_device_ptr: resolve(lib, &["cuMemHostGetDevicePointer_v2"]),
             }
         }
     }
@@ -225,7 +234,88 @@ impl RealBackend {
     }
 }
 
+/// Host mirrors of this session process, by address (one session per
+/// process: see `tf_worker_core::mem`'s `host_mirror`).
+static MIRRORS: std::sync::Mutex<std::collections::BTreeMap<u64, tf_isolation::FixedMapping>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn mirrors(
+) -> std::sync::MutexGuard<'static, std::collections::BTreeMap<u64, tf_isolation::FixedMapping>> {
+    MIRRORS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP`.
+const REGISTER_FLAGS: c_uint = 1 | 2;
+
+/// The mirror holding `[addr, addr + n)` and the offset of `addr` in it.
+fn in_mirror<T>(
+    addr: u64,
+    n: usize,
+    f: impl FnOnce(&tf_isolation::FixedMapping, usize) -> std::io::Result<T>,
+) -> BResult<T> {
+    let m = mirrors();
+    let (start, map) = m.range(..=addr).next_back().ok_or(cu::INVALID_VALUE)?;
+    let off = usize::try_from(addr - start).map_err(|_| cu::INVALID_VALUE)?;
+    if off.checked_add(n).is_none_or(|e| e > map.len()) {
+        return Err(cu::INVALID_VALUE);
+    }
+    f(map, off).map_err(|_| cu::INVALID_VALUE)
+}
+
 impl MemBackend for RealBackend {
+    fn host_mirror_create(&self, ctx: BackendCtx, addr: u64, data: &[u8]) -> BResult<()> {
+        let (reg, unreg, dptr) = (
+            need(self.md().host_register)?,
+            need(self.md().host_unregister)?,
+            need(self.md().host_device_ptr)?,
+        );
+        let map = tf_isolation::FixedMapping::new(addr, data.len()).map_err(|e| {
+            tracing::warn!(addr, len = data.len(), "cannot mirror the client's host memory at its address in this session process: {e}; kernels cannot reach it");
+            cu::NOT_SUPPORTED
+        })?;
+        map.write(0, data).map_err(|_| cu::INVALID_VALUE)?;
+        let (p, len) = (addr as *mut c_void, map.len());
+        self.cuda.in_ctx(ctx, || {
+            // SAFETY: `p` is this process's mapping of `len` bytes, alive
+            // until unregistered (the mirror outlives the registration).
+            check(unsafe { reg(p, len, REGISTER_FLAGS) })?;
+            let mut d = 0u64;
+            // SAFETY: a writable output; `p` was just registered.
+            let r = check(unsafe { dptr(&mut d, p, 0) });
+            if r.is_err() || d != addr {
+                // Kernels get the client's host address: only an identity
+                // mapping makes that address valid on the device.
+                // SAFETY: registered just above.
+                unsafe { unreg(p) };
+                tracing::warn!(addr, device = d, "this GPU does not map registered host memory at the same address; mapped host memory is not available");
+                return Err(cu::NOT_SUPPORTED);
+            }
+            Ok(())
+        })?;
+        mirrors().insert(addr, map);
+        Ok(())
+    }
+
+    fn host_mirror_write(&self, addr: u64, data: &[u8]) -> BResult<()> {
+        in_mirror(addr, data.len(), |m, off| m.write(off, data))
+    }
+
+    fn host_mirror_read(&self, addr: u64, out: &mut [u8]) -> BResult<()> {
+        let n = out.len();
+        in_mirror(addr, n, |m, off| m.read(off, out))
+    }
+
+    fn host_mirror_drop(&self, ctx: BackendCtx, addr: u64, _len: u64) -> BResult<()> {
+        let unreg = need(self.md().host_unregister)?;
+        let map = mirrors().remove(&addr).ok_or(cu::INVALID_VALUE)?;
+        // SAFETY: registered by `host_mirror_create`; unmapped only after.
+        let r = self
+            .cuda
+            .in_ctx(ctx, || check(unsafe { unreg(addr as *mut c_void) }));
+        drop(map);
+        r
+    }
+
     fn memcpy_2d(
         &self,
         ctx: BackendCtx,

@@ -189,6 +189,98 @@ pub fn inherited_tcp_stream(fd: RawFd) -> io::Result<TcpStream> {
     Ok(unsafe { TcpStream::from_raw_fd(fd) })
 }
 
+/// Anonymous memory at an exact address of this process, which must be
+/// free: a session process mirrors its client's pinned host memory at the
+/// client's own addresses (mapped host memory, so a kernel given a client's
+/// host pointer reaches the mirror). Unmapped when dropped.
+#[derive(Debug)]
+pub struct FixedMapping {
+    addr: usize,
+    len: usize,
+}
+
+impl FixedMapping {
+    /// Maps `len` bytes (rounded up to pages) at `addr` (page-aligned).
+    /// Fails, touching nothing, if any of that range is in use.
+    pub fn new(addr: u64, len: usize) -> io::Result<Self> {
+        let addr = usize::try_from(addr).map_err(io::Error::other)?;
+        let len = len
+            .checked_add(PAGE - 1)
+            .map(|l| l & !(PAGE - 1))
+            .filter(|l| *l > 0)
+            .ok_or_else(|| io::Error::other("bad length"))?;
+        if !addr.is_multiple_of(PAGE) || addr.checked_add(len).is_none() {
+            return Err(io::Error::other("address not page-aligned"));
+        }
+        // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping
+        // (it fails with EEXIST instead); the result is checked.
+        let p = unsafe {
+            libc::mmap(
+                addr as *mut libc::c_void,
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        if p as usize != addr {
+            // A kernel without MAP_FIXED_NOREPLACE treats it as a hint.
+            // SAFETY: exactly the mapping just made.
+            unsafe { libc::munmap(p, len) };
+            return Err(io::Error::other("the address is in use"));
+        }
+        Ok(Self { addr, len })
+    }
+
+    pub fn addr(&self) -> u64 {
+        self.addr as u64
+    }
+
+    /// Bytes mapped (whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn span(&self, offset: usize, n: usize) -> io::Result<*mut u8> {
+        match offset.checked_add(n) {
+            Some(end) if end <= self.len => Ok((self.addr + offset) as *mut u8),
+            _ => Err(io::Error::other("outside the mapping")),
+        }
+    }
+
+    /// Copies `data` in at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) -> io::Result<()> {
+        let p = self.span(offset, data.len())?;
+        // SAFETY: inside the mapping (checked), which lives as long as self;
+        // the source is a distinct Rust slice.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len()) };
+        Ok(())
+    }
+
+    /// Copies `out.len()` bytes out from `offset`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> io::Result<()> {
+        let p = self.span(offset, out.len())?;
+        // SAFETY: as in `write`, in the other direction.
+        unsafe { std::ptr::copy_nonoverlapping(p, out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+}
+
+impl Drop for FixedMapping {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mapping made in `new`.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, self.len) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +318,32 @@ mod tests {
         let e = inherited_tcp_stream(f.as_raw_fd()).unwrap_err();
         assert!(e.to_string().contains("not a socket"), "{e}");
         assert!(inherited_tcp_stream(-1).is_err());
+    }
+
+    #[test]
+    fn a_fixed_mapping_lands_where_asked_and_never_replaces() {
+        // Find a free page-aligned address by mapping and unmapping.
+        let probe = FixedMapping::new(0x6f00_0000_0000, 8192).unwrap();
+        assert_eq!(probe.addr(), 0x6f00_0000_0000);
+        assert_eq!(probe.len(), 8192);
+        probe.write(4090, b"abcdef").unwrap();
+        let mut back = [0u8; 6];
+        probe.read(4090, &mut back).unwrap();
+        assert_eq!(&back, b"abcdef");
+        assert!(probe.write(8190, b"xyz").is_err(), "outside");
+        // The range is in use now: refused, and the first mapping intact.
+        assert!(FixedMapping::new(0x6f00_0000_1000, 4096).is_err());
+        probe.read(4090, &mut back).unwrap();
+        assert_eq!(&back, b"abcdef");
+        assert!(
+            FixedMapping::new(0x6f00_0000_0001, 10).is_err(),
+            "unaligned"
+        );
+        drop(probe);
+        assert!(
+            FixedMapping::new(0x6f00_0000_0000, 100).is_ok(),
+            "freed on drop"
+        );
     }
 
     #[test]

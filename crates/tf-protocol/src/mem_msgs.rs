@@ -354,3 +354,28 @@ mod tests {
         assert!(Request::decode(op::cuMemcpy2DUnaligned_v2, &fixed).is_err());
     }
 }
+
+/// Most bytes of one host mirror (mapped host memory is for flags,
+/// semaphores and small buffers: the client pushes changes before every
+/// request).
+pub const MAX_HOST_MIRROR: usize = 1 << 20;
+
+/// Bytes of a host mirror (`HostMirrorRead`'s reply).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostBytes(pub Vec<u8>);
+
+impl crate::Body for HostBytes {
+    fn put(&self, w: &mut crate::codec::Writer) {
+        w.bytes(&self.0);
+    }
+    fn get(r: &mut crate::codec::Reader<'_>) -> Result<Self, crate::ProtocolError> {
+        let b = r.bytes()?;
+        if b.len() > MAX_HOST_MIRROR {
+            return Err(crate::ProtocolError::Malformed {
+                what: "host mirror bytes",
+                why: "longer than a host mirror",
+            });
+        }
+        Ok(Self(b.to_vec()))
+    }
+}

@@ -6,6 +6,9 @@
 //!
 //! - `tf_test_scale(const int *in, int *acc, int n, int k)`: `acc[i] += in[i] * k`
 //! - `tf_test_axpb(int *y, int n, int a, int b)`: `y[i] = y[i] * a + b`
+//! - `tf_test_host_incr(unsigned *p)`: `*p += 1` where `p` is the client's
+//!   mapped host memory (a host mirror), as a kernel on a GPU would do
+//!   through the mirror registered at the client's address.
 //!
 //! A pointer outside the session's memory is refused with
 //! `CUDA_ERROR_INVALID_VALUE` instead of faulting (which would cost the
@@ -76,6 +79,13 @@ impl HostBackend {
                     arg(params, layout, 3)? as i32,
                 );
                 self.update_ints(y, n, |_, v| v.wrapping_mul(a).wrapping_add(b))
+            }
+            "tf_test_host_incr" => {
+                let p = arg(params, layout, 0)?;
+                self.mem.in_mirror(p, 4, |m| {
+                    let v = u32::from_le_bytes([m[0], m[1], m[2], m[3]]).wrapping_add(1);
+                    m.copy_from_slice(&v.to_le_bytes());
+                })
             }
             _ => Ok(()),
         }

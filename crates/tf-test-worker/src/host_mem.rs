@@ -28,15 +28,64 @@ struct MemTables {
     next: u64,
     phys: HashMap<u64, (Block, u32)>,
     pools: HashMap<u64, HashMap<u32, u64>>,
+    /// Host mirrors (mapped host memory) by address: plain buffers here,
+    /// not at the client's address (host kernels reach them by lookup).
+    mirrors: std::collections::BTreeMap<u64, Vec<u8>>,
 }
 
 impl HostMem {
     fn t(&self) -> std::sync::MutexGuard<'_, MemTables> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Runs `f` on the mirror bytes `[addr, addr + n)`.
+    pub(crate) fn in_mirror<T>(
+        &self,
+        addr: u64,
+        n: usize,
+        f: impl FnOnce(&mut [u8]) -> T,
+    ) -> BResult<T> {
+        let mut t = self.t();
+        let (start, m) = t
+            .mirrors
+            .range_mut(..=addr)
+            .next_back()
+            .ok_or(cu::INVALID_VALUE)?;
+        let off = (addr - start) as usize;
+        let span = m
+            .get_mut(off..off.checked_add(n).ok_or(cu::INVALID_VALUE)?)
+            .ok_or(cu::INVALID_VALUE)?;
+        Ok(f(span))
+    }
 }
 
 impl MemBackend for HostBackend {
+    fn host_mirror_create(&self, ctx: BackendCtx, addr: u64, data: &[u8]) -> BResult<()> {
+        self.check_ctx(ctx)?;
+        self.mem.t().mirrors.insert(addr, data.to_vec());
+        Ok(())
+    }
+
+    fn host_mirror_write(&self, addr: u64, data: &[u8]) -> BResult<()> {
+        self.mem
+            .in_mirror(addr, data.len(), |m| m.copy_from_slice(data))
+    }
+
+    fn host_mirror_read(&self, addr: u64, out: &mut [u8]) -> BResult<()> {
+        let n = out.len();
+        self.mem.in_mirror(addr, n, |m| out.copy_from_slice(m))
+    }
+
+    fn host_mirror_drop(&self, ctx: BackendCtx, addr: u64, _len: u64) -> BResult<()> {
+        self.check_ctx(ctx)?;
+        self.mem
+            .t()
+            .mirrors
+            .remove(&addr)
+            .map(|_| ())
+            .ok_or(cu::INVALID_VALUE)
+    }
+
     fn memcpy_2d(
         &self,
         ctx: BackendCtx,

@@ -213,3 +213,35 @@ fn with_thread_isolation_a_kernel_fault_refuses_new_clients_and_the_worker_exits
         .expect("the worker did not exit");
     assert_eq!(st.code(), Some(3));
 }
+
+/// Pinned host memory handed to a kernel is mirrored in the session's
+/// process: the kernel sees the application's writes, and the application
+/// sees the kernel's after a synchronization (both transports).
+#[test]
+fn mapped_host_memory_reaches_kernels() {
+    for w in [Worker::native(&[]), Worker::shmem(64, &[])] {
+        let o = run(
+            exec(&w, Inject::LibraryPath, &["mapped"]),
+            Duration::from_secs(60),
+        );
+        assert_pass(&o);
+    }
+}
+
+/// With all sessions in one process there is no private address space to
+/// mirror into: the kernel's use of host memory fails cleanly, with a log
+/// line saying why.
+#[test]
+fn with_thread_isolation_mapped_host_memory_fails_cleanly() {
+    let mut w = Worker::native(&[("TF_SESSION_ISOLATION", "thread")]);
+    let o = run(
+        exec(&w, Inject::LibraryPath, &["mapped"]),
+        Duration::from_secs(60),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("FAIL"), "{}", text(&o));
+    assert!(
+        w.wait_exit(Duration::from_millis(100)).is_none(),
+        "the worker kept serving"
+    );
+}

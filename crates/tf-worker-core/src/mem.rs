@@ -172,7 +172,37 @@ pub trait MemBackend {
     fn batch_mem_op(&self, ctx: BackendCtx, stream: u64, flags: u32, ops: &[u8]) -> BResult<()> {
         unsupported()
     }
+    /// Mapped host memory: host memory of this process at exactly
+    /// `[addr, addr + data.len())` (page-aligned, not in use), holding `data`,
+    /// registered with the driver so that kernels reach it at that address.
+    fn host_mirror_create(&self, ctx: BackendCtx, addr: u64, data: &[u8]) -> BResult<()> {
+        unsupported()
+    }
+    /// Writes `data` at `addr`, inside a mirror this backend created.
+    fn host_mirror_write(&self, addr: u64, data: &[u8]) -> BResult<()> {
+        unsupported()
+    }
+    /// Reads `out.len()` bytes at `addr`, inside a mirror.
+    fn host_mirror_read(&self, addr: u64, out: &mut [u8]) -> BResult<()> {
+        unsupported()
+    }
+    /// Unregisters and unmaps the mirror at `addr` of `len` bytes.
+    fn host_mirror_drop(&self, ctx: BackendCtx, addr: u64, len: u64) -> BResult<()> {
+        unsupported()
+    }
 }
+
+/// `[addr, addr + len)` lies inside one of the session's host mirrors.
+fn mirror_span(s: &Session, addr: u64, len: u64) -> Result<(), Status> {
+    let end = addr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
+    match s.mem.mirrors.range(..=addr).next_back() {
+        Some((start, (n, _))) if end <= start + n => Ok(()),
+        _ => Err(cu::INVALID_VALUE),
+    }
+}
+
+/// Most bytes of host mirrors one session keeps.
+const MAX_MIRRORED: u64 = 16 << 20;
 
 /// A physical allocation of this session.
 #[derive(Debug, Clone, Copy)]
@@ -208,6 +238,8 @@ pub struct MemState {
     current_pool: HashMap<i32, u64>,
     /// Live stream-ordered allocations: start → (size, device).
     pool_allocs: BTreeMap<u64, (u64, i32)>,
+    /// Host mirrors (mapped host memory): start → (size, context).
+    mirrors: BTreeMap<u64, (u64, BackendCtx)>,
     next: u64,
 }
 
@@ -267,6 +299,9 @@ impl MemState {
     /// `ctx`: a live context of the session (an anchored primary context).
     pub fn cleanup(&mut self, w: &Worker, ctx: Option<BackendCtx>) {
         let b = w.backend();
+        for (addr, (size, c)) in std::mem::take(&mut self.mirrors) {
+            let _ = b.host_mirror_drop(c, addr, size);
+        }
         let Some(ctx) = ctx else {
             return;
         };
@@ -438,6 +473,65 @@ impl MemCalls for Session {
             Ok(out) => Outcome::Reply(out),
             Err(status) => Outcome::Reply(tf_protocol::encode_reply::<()>(status, None)),
         }
+    }
+
+    fn host_mirror(&mut self, ctx: u64, addr: u64, data: &[u8]) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            // Only a session's own process may place memory at the client's
+            // addresses: threads of one process share one address space.
+            if !w.is_process_per_session() {
+                return Err(cu::NOT_SUPPORTED);
+            }
+            let c = self.ctx(ctx)?;
+            let len = data.len() as u64;
+            if len == 0
+                || data.len() > tf_protocol::mem_msgs::MAX_HOST_MIRROR
+                || !addr.is_multiple_of(4096)
+                || addr.checked_add(len).is_none()
+            {
+                return Err(cu::INVALID_VALUE);
+            }
+            let st = &self.mem;
+            let used: u64 = st.mirrors.values().map(|(n, _)| n).sum();
+            if used + len > MAX_MIRRORED {
+                return Err(cu::OUT_OF_MEMORY);
+            }
+            let overlaps = st
+                .mirrors
+                .range(..addr + len)
+                .next_back()
+                .is_some_and(|(s, (n, _))| s + n > addr);
+            if overlaps {
+                return Err(cu::INVALID_VALUE);
+            }
+            w.backend().host_mirror_create(c, addr, data)?;
+            self.mem.mirrors.insert(addr, (len, c));
+            Ok(())
+        })())
+    }
+
+    fn host_mirror_write(&mut self, addr: u64, data: &[u8]) -> Outcome {
+        reply((|| {
+            mirror_span(self, addr, data.len() as u64)?;
+            self.worker.backend().host_mirror_write(addr, data)
+        })())
+    }
+
+    fn host_mirror_read(&mut self, addr: u64, size: u64) -> Outcome {
+        reply((|| {
+            mirror_span(self, addr, size)?;
+            let mut out = vec![0u8; size as usize];
+            self.worker.backend().host_mirror_read(addr, &mut out)?;
+            Ok(tf_protocol::mem_msgs::HostBytes(out))
+        })())
+    }
+
+    fn host_mirror_drop(&mut self, addr: u64) -> Outcome {
+        reply((|| {
+            let (len, c) = self.mem.mirrors.remove(&addr).ok_or(cu::INVALID_VALUE)?;
+            self.worker.backend().host_mirror_drop(c, addr, len)
+        })())
     }
 
     fn alloc_pitch(&mut self, ctx: u64, width: u64, height: u64, elem: u32) -> Outcome {

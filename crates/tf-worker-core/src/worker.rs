@@ -119,6 +119,13 @@ impl Worker {
         self.process_per_session.store(true, Ordering::Relaxed);
     }
 
+    /// Whether this process serves one session only (its address space is
+    /// that client's: mapped host memory can be mirrored at the client's
+    /// addresses).
+    pub fn is_process_per_session(&self) -> bool {
+        self.process_per_session.load(Ordering::Relaxed)
+    }
+
     /// Watches every status a session answers. A sticky kernel fault loses
     /// the context that all sessions share, and on driver 580 not even a
     /// reset makes the device usable again in this process: say so once,

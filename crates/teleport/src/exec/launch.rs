@@ -176,6 +176,8 @@ unsafe fn launch(
         .clone();
     // SAFETY: forwarded from the caller.
     let params = unsafe { pack(layout.as_deref(), kp, extra) }?;
+    // Pinned host memory handed to the kernel is mirrored for it first.
+    crate::mapped::note_launch(ctx, &params);
     session()?.enqueue(&Request::Exec(ExecRequest::Launch(Launch {
         api,
         ctx,

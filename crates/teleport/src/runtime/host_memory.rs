@@ -5,9 +5,11 @@
 //! (zeroed, page-aligned) memory of this process and `cuMemHostRegister`
 //! only records the range. What matters is that the application's
 //! bookkeeping works: the ranges are tracked, so `cuMemHostGetFlags`,
-//! `cuMemFreeHost` and pointer queries answer as the driver would. Mapping
-//! host memory into the device is not emulated (devices report
-//! `CAN_MAP_HOST_MEMORY = 0`), so there is no device pointer for it.
+//! `cuMemFreeHost` and pointer queries answer as the driver would. The
+//! device address of pinned memory is its host address (unified
+//! addressing); kernels reach small pinned ranges through mirrors in the
+//! session's process (`crate::mapped`). Devices still report
+//! `CAN_MAP_HOST_MEMORY = 0`, so libraries prefer their other paths.
 //!
 //! Device allocations are tracked too (start, size, context), so
 //! `cuPointerGetAttribute(s)` on device pointers needs no round trip.
@@ -58,6 +60,13 @@ struct Range {
 
 static RANGES: Mutex<BTreeMap<u64, Range>> = Mutex::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Tracked host ranges small enough to be mirrored for kernels
+/// (`crate::mapped`): while there are none, launches skip the scan.
+static SMALL_HOST: AtomicU64 = AtomicU64::new(0);
+
+fn is_small_host(x: &Range) -> bool {
+    x.kind != Kind::Device && x.size <= crate::mapped::MAX_ONE
+}
 
 fn ranges() -> std::sync::MutexGuard<'static, BTreeMap<u64, Range>> {
     RANGES.lock().unwrap_or_else(|e| e.into_inner())
@@ -72,16 +81,38 @@ fn find(p: u64) -> Option<(u64, Range)> {
 
 fn insert(start: u64, size: u64, kind: Kind, ctx: u64, flags: u32) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    ranges().insert(
-        start,
-        Range {
-            size,
-            kind,
-            ctx,
-            flags,
-            id,
-        },
-    );
+    let range = Range {
+        size,
+        kind,
+        ctx,
+        flags,
+        id,
+    };
+    if is_small_host(&range) {
+        SMALL_HOST.fetch_add(1, Ordering::Relaxed);
+    }
+    ranges().insert(start, range);
+}
+
+/// A host range left the table (freed or unregistered).
+fn host_range_gone(start: u64, x: &Range) {
+    if is_small_host(x) {
+        SMALL_HOST.fetch_sub(1, Ordering::Relaxed);
+        crate::mapped::forget(start);
+    }
+}
+
+/// Whether any small host range exists (see `crate::mapped`).
+pub(crate) fn has_small_host_ranges() -> bool {
+    SMALL_HOST.load(Ordering::Relaxed) > 0
+}
+
+/// The page-aligned host range of at most `max` bytes containing `p`, as
+/// `(start, size)`: one that can be mirrored at its address.
+pub(crate) fn small_host_range(p: u64, max: u64) -> Option<(u64, u64)> {
+    let (start, x) = find(p)?;
+    (x.kind != Kind::Device && x.size <= max && x.size > 0 && start.is_multiple_of(4096))
+        .then_some((start, x.size))
 }
 
 /// Called by `cuMemAlloc` after the worker allocated.
@@ -182,6 +213,7 @@ unsafe extern "C" fn cu_mem_free_host(p: *mut c_void) -> u32 {
         };
         r.remove(&(p as u64));
         drop(r);
+        host_range_gone(p as u64, &range);
         let len = (range.size as usize).div_ceil(page()) * page();
         // SAFETY: exactly the mapping host_alloc created, unmapped once
         // (its range was removed above under the lock).
@@ -216,9 +248,11 @@ unsafe extern "C" fn cu_mem_host_unregister(p: *mut c_void) -> u32 {
     guard(|| {
         inventory()?;
         let mut r = ranges();
-        match r.get(&(p as u64)) {
+        match r.get(&(p as u64)).copied() {
             Some(x) if x.kind == Kind::HostRegistered => {
                 r.remove(&(p as u64));
+                drop(r);
+                host_range_gone(p as u64, &x);
                 Ok(())
             }
             _ => Err(HOST_MEMORY_NOT_REGISTERED),
@@ -238,13 +272,11 @@ unsafe extern "C" fn cu_mem_host_get_device_pointer(
             return Err(cu::INVALID_VALUE);
         }
         match find(p as u64) {
-            Some((_, x)) if x.kind != Kind::Device => {
-                static ONCE: std::sync::Once = std::sync::Once::new();
-                ONCE.call_once(|| {
-                    tracing::warn!("cuMemHostGetDevicePointer: mapped host memory is not emulated by this client (devices report CAN_MAP_HOST_MEMORY = 0); answering CUDA_ERROR_NOT_SUPPORTED")
-                });
-                Err(cu::NOT_SUPPORTED)
-            }
+            // With unified addressing the device address of pinned memory
+            // is its host address, as the driver answers. Kernels given it
+            // reach small ranges through a mirror on the worker
+            // (`crate::mapped`); larger ones are not mapped for them.
+            Some((_, x)) if x.kind != Kind::Device => out(pdptr, p as u64),
             _ => Err(cu::INVALID_VALUE),
         }
     })

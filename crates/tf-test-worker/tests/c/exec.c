@@ -46,6 +46,8 @@ FN(CUresult, cuDevicePrimaryCtxRetain, (CUcontext *, CUdevice))
 FN(CUresult, cuCtxSetCurrent, (CUcontext))
 FN(CUresult, cuCtxSynchronize, (void))
 FN(CUresult, cuCtxGetId, (CUcontext, unsigned long long *))
+FN(CUresult, cuMemHostAlloc, (void **, size_t, unsigned))
+FN(CUresult, cuMemFreeHost, (void *))
 FN(CUresult, cuGetErrorName, (CUresult, const char **))
 FN(CUresult, cuMemAlloc_v2, (CUdeviceptr *, size_t))
 FN(CUresult, cuDevicePrimaryCtxReset_v2, (CUdevice))
@@ -207,7 +209,7 @@ static void load(void) {
     if (!cuda) { printf("FAIL dlopen libcuda.so.1: %s\n", dlerror()); exit(10); }
     EXPECT(dlsym(cuda, "TENSOR_FUSION_CLIENT") != NULL, "libcuda.so.1 is not the tensor-fusion client");
     LOAD(cuInit); LOAD(cuDeviceGet); LOAD(cuDevicePrimaryCtxRetain); LOAD(cuCtxSetCurrent);
-    LOAD(cuCtxSynchronize);
+    LOAD(cuCtxSynchronize); LOAD(cuMemHostAlloc); LOAD(cuMemFreeHost);
     LOAD(cuCtxGetId); LOAD(cuGetErrorName); LOAD(cuMemAlloc_v2); LOAD(cuMemFree_v2);
     LOAD(cuDevicePrimaryCtxReset_v2);
     LOAD(cuMemcpyHtoD_v2); LOAD(cuMemcpyDtoH_v2); LOAD(cuMemcpyHtoDAsync_v2); LOAD(cuMemcpyDtoHAsync_v2);
@@ -599,6 +601,35 @@ static int hold(void) {
     }
 }
 
+/* Mapped host memory: a kernel given a pinned host pointer (the test
+ * backend's "tf_test_host_incr" adds 1 to *p through the worker's mirror)
+ * sees the application's writes and its own are seen after a sync. */
+static int mapped(void) {
+    static const char INCR[] = "//\n.version 8.0\n.target sm_90\n.address_size 64\n"
+                               ".visible .entry tf_test_host_incr(.param .u64 p)\n{\n ret;\n}\n";
+    setup();
+    CUmodule m;
+    CUfunction f;
+    CHECK(cuModuleLoadData(&m, INCR));
+    CHECK(cuModuleGetFunction(&f, m, "tf_test_host_incr"));
+    volatile unsigned *p = NULL;
+    CHECK(cuMemHostAlloc((void **)&p, 64, 0));
+    p[0] = 41;
+    p[1] = 5;
+    void *args[] = {(void *)&p};
+    CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, args, NULL));
+    CHECK(cuCtxSynchronize());
+    EXPECT(p[0] == 42 && p[1] == 5, "after one launch: %u %u", p[0], p[1]);
+    p[0] = 100; /* a host write before the next launches */
+    CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, args, NULL));
+    CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, args, NULL));
+    CHECK(cuCtxSynchronize());
+    EXPECT(p[0] == 102 && p[1] == 5, "after a host write and two launches: %u %u", p[0], p[1]);
+    CHECK(cuMemFreeHost((void *)p));
+    printf("PASS mapped host memory\n");
+    return 0;
+}
+
 /* A kernel that faults (the test backend's "tf_test_fault"): the sticky
  * error at the next synchronization; then wait for a line on stdin, so the
  * test can try another client while this one still holds its session. */
@@ -651,6 +682,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "full") == 0) return full();
+    if (argc >= 2 && strcmp(argv[1], "mapped") == 0) return mapped();
     /* Connected first, working later: a bystander of another client's fault. */
     if (argc >= 2 && strcmp(argv[1], "ready") == 0) {
         setup();
