@@ -6,6 +6,9 @@
 //!
 //! - `tf_test_scale(const int *in, int *acc, int n, int k)`: `acc[i] += in[i] * k`
 //! - `tf_test_axpb(int *y, int n, int a, int b)`: `y[i] = y[i] * a + b`
+//! - `tf_test_printf(unsigned k)`: device printf of `tf_test_printf: k`, one
+//!   line per launch, written to the process's standard output (descriptor
+//!   1) at the next synchronization, as the driver writes device printf
 //!
 //! A pointer outside the session's memory is refused with
 //! `CUDA_ERROR_INVALID_VALUE` instead of faulting (which would cost the
@@ -77,7 +80,26 @@ impl HostBackend {
                 );
                 self.update_ints(y, n, |_, v| v.wrapping_mul(a).wrapping_add(b))
             }
+            "tf_test_printf" => {
+                let k = arg(params, layout, 0)? as u32;
+                self.printf
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&format!("tf_test_printf: {k}\n"));
+                Ok(())
+            }
             _ => Ok(()),
+        }
+    }
+
+    /// Writes the pending `tf_test_printf` lines to descriptor 1 (a
+    /// synchronization), as the driver writes device printf output.
+    pub(crate) fn flush_printf(&self) {
+        use std::io::Write;
+        let text = std::mem::take(&mut *self.printf.lock().unwrap_or_else(|e| e.into_inner()));
+        if !text.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
         }
     }
 }
