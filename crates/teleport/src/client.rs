@@ -557,16 +557,38 @@ fn round_trip<B: Body>(link: &mut Link, req: &Request<'_>) -> Result<Result<B, u
 /// process's standard output on the way.
 fn recv_answer<R>(
     conn: &mut Connection,
+    answer: impl FnMut(FrameHeader, &[u8]) -> R,
+) -> Result<R, tf_transport::TransportError> {
+    recv_answer_with(conn, &mut |bytes| write_stdout(bytes), answer)
+}
+
+/// [`recv_answer`] with device output handed to `output`. An output frame
+/// is known by its opcode alone (no request has it); one without the
+/// response flag, or with a request id, is said once in the log and
+/// otherwise ignored: it must never break the session.
+fn recv_answer_with<R>(
+    conn: &mut Connection,
+    output: &mut dyn FnMut(&[u8]),
     mut answer: impl FnMut(FrameHeader, &[u8]) -> R,
 ) -> Result<R, tf_transport::TransportError> {
+    static WARNED: Once = Once::new();
     loop {
         let got = conn.recv(|h, payload| {
-            if h.opcode == control::OUTPUT && h.request_id == 0 {
-                device_output(h, payload);
-                None
-            } else {
-                Some(answer(h, payload))
+            if h.opcode != control::OUTPUT {
+                return Some(answer(h, payload));
             }
+            if h.is_response() && !h.is_no_reply() && h.request_id == 0 {
+                output(payload);
+            } else {
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        flags = h.flags,
+                        request_id = h.request_id,
+                        "ignoring a malformed device output frame from the worker"
+                    )
+                });
+            }
+            None
         })?;
         if let Some(r) = got {
             return Ok(r);
@@ -577,23 +599,13 @@ fn recv_answer<R>(
 /// Writes device printf output the worker forwarded to this process's
 /// standard output (descriptor 1, as the driver does natively: the
 /// application's own C stdio buffer is separate, so lines it has not
-/// flushed yet come after). A frame that is not a proper output frame, or a
-/// standard output that cannot be written, is said once in the log and
-/// otherwise ignored: it must never break the session.
-fn device_output(h: FrameHeader, payload: &[u8]) {
+/// flushed yet come after). A standard output that cannot be written is
+/// said once in the log and otherwise ignored.
+fn write_stdout(bytes: &[u8]) {
     use std::io::Write;
     static WARNED: Once = Once::new();
-    if !h.is_response() || h.is_no_reply() {
-        WARNED.call_once(|| {
-            tracing::warn!(
-                flags = h.flags,
-                "ignoring a malformed device output frame from the worker"
-            )
-        });
-        return;
-    }
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_all(payload).and_then(|()| out.flush()) {
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
         WARNED.call_once(|| {
             tracing::warn!("cannot write device printf output to standard output: {e}")
         });
@@ -615,4 +627,54 @@ fn program_name() -> String {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tf_protocol::frame::FLAG_RESPONSE;
+    use tf_transport::TcpConnection;
+
+    fn pair() -> (Connection, Connection) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        let c = |s| Connection::Tcp(TcpConnection::from_stream(s).unwrap());
+        (c(a), c(b))
+    }
+
+    /// Output frames before an answer are handed on in order; malformed
+    /// ones are skipped without breaking the wait for the answer.
+    #[test]
+    fn device_output_frames_come_before_the_answer_and_bad_ones_are_ignored() {
+        let (mut client, mut worker) = pair();
+        let out = |flags, request_id| FrameHeader {
+            flags,
+            opcode: control::OUTPUT,
+            length: 0,
+            request_id,
+        };
+        worker.send(out(FLAG_RESPONSE, 0), &[b"line 1\n"]).unwrap();
+        worker.send(out(0, 0), &[b"not a response\n"]).unwrap();
+        worker
+            .send(out(FLAG_RESPONSE, 9), &[b"with an id\n"])
+            .unwrap();
+        worker.send(out(FLAG_RESPONSE, 0), &[b"line 2\n"]).unwrap();
+        let answer = FrameHeader {
+            flags: FLAG_RESPONSE,
+            opcode: control::PING,
+            length: 0,
+            request_id: 7,
+        };
+        worker.send(answer, &[&0u32.to_le_bytes()]).unwrap();
+        let mut printed = Vec::new();
+        let got = recv_answer_with(
+            &mut client,
+            &mut |b| printed.extend_from_slice(b),
+            |h, p| (h.request_id, p.to_vec()),
+        )
+        .unwrap();
+        assert_eq!(got, (7, vec![0; 4]));
+        assert_eq!(printed, b"line 1\nline 2\n");
+    }
 }

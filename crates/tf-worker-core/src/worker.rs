@@ -353,11 +353,11 @@ fn send_output(
     };
     let mut out = capture.take();
     if out.dropped > 0 {
-        tracing::warn!(
-            session,
-            dropped = out.dropped,
-            "device printf output over the buffer's size between two answers was dropped"
-        );
+        worker.warn_limited(&format!(
+            "session {session}: {} bytes of device printf output were dropped (more than {} MiB between two answers)",
+            out.dropped,
+            OUTPUT_BUFFER >> 20
+        ));
         out.bytes.extend_from_slice(
             format!(
                 "\n[tensor-fusion: {} bytes of device printf output were dropped: more than {} MiB between two synchronizations]\n",
