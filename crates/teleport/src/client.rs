@@ -8,8 +8,8 @@ use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::Duration;
 
 use tf_protocol::{
-    decode_data_reply, decode_reply, frame::FLAG_NO_REPLY, Body, FrameHeader, Hello, HelloAck,
-    Request,
+    control, decode_data_reply_with_output, decode_reply, frame::FLAG_NO_REPLY, Body, FrameHeader,
+    Hello, HelloAck, Request,
 };
 use tf_settings::{ClientSettings, ConnectionInfo, ConnectionSource, Host};
 use tf_transport::Connection;
@@ -288,25 +288,31 @@ impl Client {
         let t = crate::stats::start();
         let _record = Record(req.opcode(), t);
         let mut link = self.link();
+        let mut follows = false;
         let r = (|| {
             let id = send(&mut link, req, 0)?;
             let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
-            conn.recv(|h, payload| {
+            recv_answer(conn, |h, payload| {
                 if h.request_id != id || !h.is_response() {
                     return Err(format!("answer out of order (expected request {id})"));
                 }
-                match decode_data_reply(payload) {
-                    Ok(Ok(data)) if data.len() == dst.len() => {
+                let (r, output) =
+                    decode_data_reply_with_output(payload).map_err(|e| e.to_string())?;
+                follows = output;
+                match r {
+                    Ok(data) if data.len() == dst.len() => {
                         dst.copy_from_slice(data);
                         Ok(0)
                     }
-                    Ok(Ok(_)) => Err("data reply has the wrong length".to_string()),
-                    Ok(Err(status)) => Ok(status),
-                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Err("data reply has the wrong length".to_string()),
+                    Err(status) => Ok(status),
                 }
             })
             .map_err(|e| e.to_string())?
         })();
+        let r = r.and_then(|status| {
+            fetch_output(&mut link, follows).map(|late| if status == 0 { late } else { status })
+        });
         match r {
             Ok(status) => {
                 link.unacked = 0;
@@ -421,6 +427,7 @@ impl Client {
         let n = total.div_ceil(chunk);
         let mut first_err = 0u32;
         let mut sent = 0;
+        let mut follows = false;
         for i in 0..n {
             while sent < n && sent < i + WINDOW {
                 let off = sent * chunk;
@@ -441,14 +448,18 @@ impl Client {
             let Some(conn) = link.conn.as_mut() else {
                 return Err(self.fail("connection closed".into()));
             };
-            let got = conn.recv(|_, payload| match decode_data_reply(payload) {
-                Ok(Ok(data)) if data.len() == part.len() => {
-                    part.copy_from_slice(data);
-                    Ok(0)
+            let got = recv_answer(conn, |_, payload| {
+                let (r, output) =
+                    decode_data_reply_with_output(payload).map_err(|e| e.to_string())?;
+                follows |= output;
+                match r {
+                    Ok(data) if data.len() == part.len() => {
+                        part.copy_from_slice(data);
+                        Ok(0)
+                    }
+                    Ok(_) => Err("device-to-host reply has the wrong length".to_string()),
+                    Err(status) => Ok(status),
                 }
-                Ok(Ok(_)) => Err("device-to-host reply has the wrong length".to_string()),
-                Ok(Err(status)) => Ok(status),
-                Err(e) => Err(e.to_string()),
             });
             match got {
                 Ok(Ok(0)) => {}
@@ -456,6 +467,11 @@ impl Client {
                 Ok(Err(why)) => return Err(self.fail(why)),
                 Err(e) => return Err(self.fail(e.to_string())),
             }
+        }
+        match fetch_output(&mut link, follows) {
+            Ok(late) if first_err == 0 => first_err = late,
+            Ok(_) => {}
+            Err(why) => return Err(self.fail(why)),
         }
         link.unacked = 0;
         if first_err != 0 {
@@ -472,7 +488,12 @@ impl Client {
     pub fn goodbye(&self) {
         let mut link = self.link();
         if self.lost.load(Ordering::Relaxed) == 0 {
-            let _ = send(&mut link, &Request::Goodbye, FLAG_NO_REPLY);
+            // One round trip first: device printf output still waiting in
+            // the worker (printed by the application's last calls, such as
+            // the releases at exit) comes before its answer.
+            if round_trip::<()>(&mut link, &Request::Ping).is_ok() {
+                let _ = send(&mut link, &Request::Goodbye, FLAG_NO_REPLY);
+            }
         }
         self.lost
             .store(ClientError::Lost(String::new()).cuda(), Ordering::Relaxed);
@@ -546,7 +567,7 @@ fn send(link: &mut Link, req: &Request<'_>, flags: u16) -> Result<u64, String> {
 fn round_trip<B: Body>(link: &mut Link, req: &Request<'_>) -> Result<Result<B, u32>, String> {
     let id = send(link, req, 0)?;
     let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
-    conn.recv(|h, payload| {
+    recv_answer(conn, |h, payload| {
         if h.request_id != id || !h.is_response() {
             return Err(format!(
                 "answer out of order (expected request {id}, got {})",
@@ -558,9 +579,129 @@ fn round_trip<B: Body>(link: &mut Link, req: &Request<'_>) -> Result<Result<B, u
     .map_err(|e| e.to_string())?
 }
 
+/// Waits for the next frame that answers a request, writing device output
+/// frames (`control::OUTPUT`, sent before the answer they precede) to this
+/// process's standard output on the way.
+fn recv_answer<R>(
+    conn: &mut Connection,
+    answer: impl FnMut(FrameHeader, &[u8]) -> R,
+) -> Result<R, tf_transport::TransportError> {
+    recv_answer_with(conn, &mut |bytes| write_stdout(bytes), answer)
+}
+
+/// [`recv_answer`] with device output handed to `output`. An output frame
+/// is known by its opcode alone (no request has it); one without the
+/// response flag, or with a request id, is said once in the log and
+/// otherwise ignored: it must never break the session.
+fn recv_answer_with<R>(
+    conn: &mut Connection,
+    output: &mut dyn FnMut(&[u8]),
+    mut answer: impl FnMut(FrameHeader, &[u8]) -> R,
+) -> Result<R, tf_transport::TransportError> {
+    static WARNED: Once = Once::new();
+    loop {
+        let got = conn.recv(|h, payload| {
+            if h.opcode != control::OUTPUT {
+                return Some(answer(h, payload));
+            }
+            if h.is_response() && !h.is_no_reply() && h.request_id == 0 {
+                output(payload);
+            } else {
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        flags = h.flags,
+                        request_id = h.request_id,
+                        "ignoring a malformed device output frame from the worker"
+                    )
+                });
+            }
+            None
+        })?;
+        if let Some(r) = got {
+            return Ok(r);
+        }
+    }
+}
+
+/// Writes device printf output the worker forwarded to this process's
+/// standard output (descriptor 1, as the driver does natively: the
+/// application's own C stdio buffer is separate, so lines it has not
+/// flushed yet come after). A standard output that cannot be written is
+/// said once in the log and otherwise ignored.
+fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    static WARNED: Once = Once::new();
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        WARNED.call_once(|| {
+            tracing::warn!("cannot write device printf output to standard output: {e}")
+        });
+    }
+}
+
+/// After a device-to-host copy whose answer said that device output
+/// follows it: a `Ping`, whose answer comes after that output. Returns
+/// the deferred error the `Ping` reported (0 if none).
+fn fetch_output(link: &mut Link, follows: bool) -> Result<u32, String> {
+    if !follows {
+        return Ok(0);
+    }
+    Ok(round_trip::<()>(link, &Request::Ping)?.err().unwrap_or(0))
+}
+
 fn program_name() -> String {
     std::env::current_exe()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tf_protocol::frame::FLAG_RESPONSE;
+    use tf_transport::TcpConnection;
+
+    fn pair() -> (Connection, Connection) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        let c = |s| Connection::Tcp(TcpConnection::from_stream(s).unwrap());
+        (c(a), c(b))
+    }
+
+    /// Output frames before an answer are handed on in order; malformed
+    /// ones are skipped without breaking the wait for the answer.
+    #[test]
+    fn device_output_frames_come_before_the_answer_and_bad_ones_are_ignored() {
+        let (mut client, mut worker) = pair();
+        let out = |flags, request_id| FrameHeader {
+            flags,
+            opcode: control::OUTPUT,
+            length: 0,
+            request_id,
+        };
+        worker.send(out(FLAG_RESPONSE, 0), &[b"line 1\n"]).unwrap();
+        worker.send(out(0, 0), &[b"not a response\n"]).unwrap();
+        worker
+            .send(out(FLAG_RESPONSE, 9), &[b"with an id\n"])
+            .unwrap();
+        worker.send(out(FLAG_RESPONSE, 0), &[b"line 2\n"]).unwrap();
+        let answer = FrameHeader {
+            flags: FLAG_RESPONSE,
+            opcode: control::PING,
+            length: 0,
+            request_id: 7,
+        };
+        worker.send(answer, &[&0u32.to_le_bytes()]).unwrap();
+        let mut printed = Vec::new();
+        let got = recv_answer_with(
+            &mut client,
+            &mut |b| printed.extend_from_slice(b),
+            |h, p| (h.request_id, p.to_vec()),
+        )
+        .unwrap();
+        assert_eq!(got, (7, vec![0; 4]));
+        assert_eq!(printed, b"line 1\nline 2\n");
+    }
 }

@@ -13,8 +13,12 @@
 //! limit is the worker's, shared by all its clients), starting a session
 //! process that inherits chosen descriptors and dies with its parent
 //! ([`spawn_keeping`]), and taking over an inherited socket
-//! ([`inherited_tcp_stream`]).
+//! ([`inherited_tcp_stream`]), and capturing the session process's standard
+//! output for its client ([`StdoutCapture`]: device `printf`).
 #![deny(unsafe_op_in_unsafe_fn)]
+
+mod output;
+pub use output::{Captured, StdoutCapture};
 
 use std::io;
 use std::net::TcpStream;

@@ -245,13 +245,29 @@ pub fn decode_reply<B: Body>(payload: &[u8]) -> Result<Result<B, u32>, ProtocolE
     Ok(Ok(b))
 }
 
+/// Bit 31 of a data reply's status word: the driver printed to the session
+/// process's standard output during the copy (device printf, written at
+/// synchronization), after the answer's data was in place; that output
+/// comes as `control::OUTPUT` frames before the answer of the client's next
+/// request (the client sends a `Ping` at once to get it).
+pub const DATA_OUTPUT_FOLLOWS: u32 = 1 << 31;
+
 /// Splits a reply that carries raw bulk data (device-to-host copies): the
 /// status, then the bytes. The slice borrows the frame (zero-copy).
 pub fn decode_data_reply(payload: &[u8]) -> Result<Result<&[u8], u32>, ProtocolError> {
+    decode_data_reply_with_output(payload).map(|(r, _)| r)
+}
+
+/// [`decode_data_reply`], and whether device output follows the answer
+/// ([`DATA_OUTPUT_FOLLOWS`]).
+pub fn decode_data_reply_with_output(
+    payload: &[u8],
+) -> Result<(Result<&[u8], u32>, bool), ProtocolError> {
     let mut r = Reader::new(payload, "data reply");
-    let status = r.u32()?;
+    let word = r.u32()?;
+    let (status, follows) = (word & !DATA_OUTPUT_FOLLOWS, word & DATA_OUTPUT_FOLLOWS != 0);
     if status != 0 {
-        return Ok(Err(status));
+        return Ok((Err(status), follows));
     }
-    Ok(Ok(&payload[4..]))
+    Ok((Ok(&payload[4..]), follows))
 }

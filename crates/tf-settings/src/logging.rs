@@ -164,14 +164,29 @@ pub fn init(component: &str) -> Result<(), SettingsError> {
     init_with(component, &LogSettings::from_env()?)
 }
 
+/// [`init`], with `stdout` standing for the standard output (when
+/// `TF_LOG_PATH` is empty): a worker's session process keeps its original
+/// standard output there, descriptor 1 being its client's (device printf).
+pub fn init_with_stdout(component: &str, stdout: File) -> Result<(), SettingsError> {
+    install(component, &LogSettings::from_env()?, Some(stdout))
+}
+
 /// [`init`] with explicit settings.
 pub fn init_with(component: &str, settings: &LogSettings) -> Result<(), SettingsError> {
+    install(component, settings, None)
+}
+
+fn install(
+    component: &str,
+    settings: &LogSettings,
+    stdout: Option<File>,
+) -> Result<(), SettingsError> {
     // A panic while holding the lock cannot leave the bool half-written.
     let mut installed = INSTALLED.lock().unwrap_or_else(PoisonError::into_inner);
     if *installed {
         return Ok(());
     }
-    let dispatch = build(component, settings)?;
+    let dispatch = build(component, settings, stdout)?;
     // Fails only when a global subscriber exists already; the application's
     // own choice wins, and that is not an error for us.
     let _ = tracing::dispatcher::set_global_default(dispatch);
@@ -185,6 +200,8 @@ enum Target {
     Stdout,
     Stderr,
     File(File),
+    /// The standard output, kept on another descriptor.
+    StdoutFile(File),
 }
 
 /// Resolves the settings into a target and a level; opens the log file.
@@ -208,8 +225,16 @@ fn target(settings: &LogSettings) -> Result<(Target, LevelFilter), SettingsError
     Ok((Target::File(file), level))
 }
 
-fn build(component: &str, settings: &LogSettings) -> Result<tracing::Dispatch, SettingsError> {
+fn build(
+    component: &str,
+    settings: &LogSettings,
+    stdout: Option<File>,
+) -> Result<tracing::Dispatch, SettingsError> {
     let (target, level) = target(settings)?;
+    let target = match (target, stdout) {
+        (Target::Stdout, Some(file)) => Target::StdoutFile(file),
+        (t, _) => t,
+    };
     // Colours only for a terminal, and never in files (escape codes make
     // them unreadable with less/grep); NO_COLOR is the common opt-out.
     let colour_ok = process_env("NO_COLOR").is_none_or(|v| v.is_empty());
@@ -223,6 +248,10 @@ fn build(component: &str, settings: &LogSettings) -> Result<tracing::Dispatch, S
             colour_ok && io::stderr().is_terminal(),
         ),
         Target::File(file) => (BoxMakeWriter::new(Mutex::new(file)), false),
+        Target::StdoutFile(file) => {
+            let ansi = colour_ok && file.is_terminal();
+            (BoxMakeWriter::new(Mutex::new(file)), ansi)
+        }
     };
     let subscriber = tracing_subscriber::fmt()
         .with_writer(writer)

@@ -329,7 +329,9 @@ impl ExecBackend for HostBackend {
     }
     fn stream_synchronize(&self, ctx: BackendCtx, stream: u64) -> BResult<()> {
         self.check_ctx(ctx)?;
-        self.exec.t().stream(stream)
+        self.exec.t().stream(stream)?;
+        self.flush_printf();
+        Ok(())
     }
     fn stream_query(&self, ctx: BackendCtx, stream: u64) -> BResult<bool> {
         self.stream_synchronize(ctx, stream).map(|()| true)
@@ -382,12 +384,9 @@ impl ExecBackend for HostBackend {
         Ok(())
     }
     fn event_synchronize(&self, _ctx: BackendCtx, event: u64) -> BResult<()> {
-        self.exec
-            .t()
-            .events
-            .get(&event)
-            .map(|_| ())
-            .ok_or(cu::INVALID_HANDLE)
+        self.exec.t().events.get(&event).ok_or(cu::INVALID_HANDLE)?;
+        self.flush_printf();
+        Ok(())
     }
     fn event_query(&self, ctx: BackendCtx, event: u64) -> BResult<bool> {
         self.event_synchronize(ctx, event).map(|()| true)
@@ -423,6 +422,8 @@ impl ExecBackend for HostBackend {
         r
     }
     fn module_unload(&self, _ctx: BackendCtx, module: u64) -> BResult<()> {
+        // Unloading waits for the module's kernels: their printf comes out.
+        self.flush_printf();
         self.unload(module)
     }
     fn module_get_function(&self, _ctx: BackendCtx, module: u64, name: &str) -> BResult<Found> {

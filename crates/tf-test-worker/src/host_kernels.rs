@@ -9,6 +9,10 @@
 //! - `tf_test_host_incr(unsigned *p)`: `*p += 1` where `p` is the client's
 //!   mapped host memory (a host mirror), as a kernel on a GPU would do
 //!   through the mirror registered at the client's address.
+//! - `tf_test_printf(unsigned k)`: device printf of `tf_test_printf: k`,
+//!   one line per launch, written to the process's standard output (its
+//!   descriptor 1) at the next synchronization, as the driver writes device
+//!   printf output.
 //!
 //! A pointer outside the session's memory is refused with
 //! `CUDA_ERROR_INVALID_VALUE` instead of faulting (which would cost the
@@ -87,7 +91,26 @@ impl HostBackend {
                     m.copy_from_slice(&v.to_le_bytes());
                 })
             }
+            "tf_test_printf" => {
+                let k = arg(params, layout, 0)? as u32;
+                self.printf
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&format!("tf_test_printf: {k}\n"));
+                Ok(())
+            }
             _ => Ok(()),
+        }
+    }
+
+    /// Writes the pending `tf_test_printf` lines to descriptor 1 (a
+    /// synchronization), as the driver writes device printf output.
+    pub(crate) fn flush_printf(&self) {
+        use std::io::Write;
+        let text = std::mem::take(&mut *self.printf.lock().unwrap_or_else(|e| e.into_inner()));
+        if !text.is_empty() {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct HostBackend {
     exec: host_exec::HostExec,
     mem: host_mem::HostMem,
     graph: host_graph::HostGraph,
+    /// Lines `tf_test_printf` launches printed, written to standard output
+    /// at the next synchronization, as the driver does with device printf.
+    printf: Mutex<String>,
 }
 
 #[derive(Default)]
@@ -65,6 +68,7 @@ impl HostBackend {
             exec: Default::default(),
             mem: Default::default(),
             graph: Default::default(),
+            printf: Mutex::new(String::new()),
         }
     }
 
@@ -177,7 +181,9 @@ impl Backend for HostBackend {
     }
 
     fn ctx_synchronize(&self, ctx: BackendCtx) -> BResult<()> {
-        self.check_ctx(ctx)
+        self.check_ctx(ctx)?;
+        self.flush_printf();
+        Ok(())
     }
 
     fn mem_alloc(&self, ctx: BackendCtx, size: u64) -> BResult<u64> {
@@ -233,6 +239,7 @@ impl Backend for HostBackend {
         self.check_ctx(ctx)?;
         let (b, off) = self.find(src, dst.len() as u64)?;
         dst.copy_from_slice(&lock(&b)[off..off + dst.len()]);
+        self.flush_printf();
         Ok(())
     }
 

@@ -245,3 +245,86 @@ fn with_thread_isolation_mapped_host_memory_fails_cleanly() {
         "the worker kept serving"
     );
 }
+
+/// Device printf: the driver writes it to the standard output of the process
+/// that runs the kernel, the client's session process; the worker sends it
+/// to the client before the answer of the synchronizing call, so the
+/// application's stdout has the device lines where they are natively: before
+/// the line it prints after the synchronization (context, synchronous copy,
+/// stream; at exit, what a release printed). The worker's own log (its standard output) keeps working and
+/// never sees them. The test backend's `tf_test_printf` kernel prints one
+/// line per launch at the next synchronization.
+fn device_printf_reaches_the_client(w: &Worker) {
+    for inject in [Inject::LibraryPath, Inject::Preload] {
+        let o = run(exec(w, inject, &["printf"]), Duration::from_secs(60));
+        assert_pass(&o);
+        let out = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "before launches",
+                "tf_test_printf: 1",
+                "tf_test_printf: 2",
+                "tf_test_printf: 3",
+                "after sync",
+                "tf_test_printf: 4",
+                "after copy",
+                "tf_test_printf: 5",
+                "tf_test_printf: 6",
+                "after stream sync",
+                "PASS printf",
+                "tf_test_printf: 7",
+            ],
+            "{}",
+            text(&o)
+        );
+    }
+    assert!(
+        !w.log_contains("tf_test_printf:"),
+        "device output in the worker's log: {:?}",
+        w.log.lock().unwrap()
+    );
+    // The session processes' own log lines still reach the worker's stdout.
+    assert!(
+        w.log_contains("client connected"),
+        "no session log line: {:?}",
+        w.log.lock().unwrap()
+    );
+}
+
+#[test]
+fn device_printf_reaches_the_client_native() {
+    device_printf_reaches_the_client(&Worker::native(&[]));
+}
+
+#[test]
+fn device_printf_reaches_the_client_shmem() {
+    device_printf_reaches_the_client(&Worker::shmem(64, &[]));
+}
+
+/// With `TF_SESSION_ISOLATION=thread` one process serves every client, so
+/// device printf output stays in the worker's standard output (documented).
+#[test]
+fn with_thread_isolation_device_printf_stays_in_the_workers_output() {
+    let w = Worker::native(&[("TF_SESSION_ISOLATION", "thread")]);
+    let o = run(
+        exec(&w, Inject::LibraryPath, &["printf"]),
+        Duration::from_secs(60),
+    );
+    assert_pass(&o);
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("tf_test_printf"),
+        "{}",
+        text(&o)
+    );
+    let start = Instant::now();
+    while !w.log_contains("tf_test_printf: 7") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no device output in the worker's output: {:?}",
+            w.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tf_transport::{Connection, ShmConnection, ShmHandoff, TcpConnection};
 
 use crate::backend::Backend;
-use crate::worker::{serve_connection, Ledger, Worker};
+use crate::worker::{serve_connection, Ledger, Worker, OUTPUT_BUFFER};
 
 pub const USAGE: &str = "\
 Usage: tensor-fusion-worker [option]
@@ -31,7 +31,8 @@ Options
 Environment: TF_ENABLE_LOG, TF_LOG_LEVEL (trace|debug|info|warn|error, default info),
   TF_LOG_PATH (default stdout), TF_CUDA_MEMORY_LIMIT / TF_GPU_MEMORY_LIMIT (MB, default unlimited),
   TF_SESSION_ISOLATION (process|thread, default process: each client is served by its own
-  process, so one client's kernel fault or crash never reaches another),
+  process, so one client's kernel fault or crash never reaches another, and device printf
+  output reaches the client's stdout; with thread it stays in the worker's stdout),
   TF_CALL_STATS=1 (log the time spent per request when each session ends).
 ";
 
@@ -577,9 +578,28 @@ fn session_process(
         Ok(Command::Serve { net, .. }) => net,
         _ => return fail("a session process needs the worker's serve arguments".into()),
     };
-    if let Err(e) = tf_settings::logging::init("tensor-fusion-worker") {
+    // Device printf: the driver prints to the standard output of the process
+    // that runs the kernel, this one, which serves one client: descriptor 1
+    // becomes a pipe whose bytes go to the client before its next answer;
+    // the process's own log lines keep the original standard output.
+    let (capture, logged) = match tf_isolation::StdoutCapture::install(OUTPUT_BUFFER) {
+        Ok((capture, stdout)) => (
+            Ok(capture),
+            tf_settings::logging::init_with_stdout("tensor-fusion-worker", stdout),
+        ),
+        Err(e) => (Err(e), tf_settings::logging::init("tensor-fusion-worker")),
+    };
+    if let Err(e) = logged {
         return fail(e.to_string());
     }
+    let capture = capture
+        .inspect_err(|e| {
+            tracing::warn!(
+                session = spec.session,
+                "cannot capture standard output for the client ({e}): its device printf output stays in the worker's output"
+            )
+        })
+        .ok();
     let limit = match memory_limit(&|k| std::env::var(k).ok()) {
         Ok(l) => l,
         Err(e) => return fail(e),
@@ -622,6 +642,9 @@ fn session_process(
     let worker = Worker::with_ledger(backend, limit, ledger);
     worker.set_next_session_id(spec.session);
     worker.set_process_per_session();
+    if let Some(c) = capture {
+        worker.set_output_capture(c);
+    }
     serve_connection(Arc::clone(&worker), conn);
     if worker.fault() != 0 {
         3

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tf_protocol::frame::FLAG_RESPONSE;
+use tf_protocol::messages::{control, DATA_OUTPUT_FOLLOWS};
 use tf_protocol::status::cu;
 use tf_protocol::{DeviceInfo, FrameHeader, NvmlInitReply};
 use tf_transport::Connection;
@@ -35,6 +36,10 @@ pub struct Worker {
     /// This process serves one session of a worker that runs a process per
     /// session: a fault then loses only this client's context.
     process_per_session: AtomicBool,
+    /// This process's descriptor 1, captured for its one client (a process
+    /// per session): what the driver prints there (device printf) is sent
+    /// to the client before the next answer.
+    output: OnceLock<tf_isolation::StdoutCapture>,
 }
 
 /// Where the bytes charged against the memory limit are counted: in this
@@ -105,6 +110,7 @@ impl Worker {
             fault: AtomicU32::new(0),
             exit_on_fault: AtomicBool::new(false),
             process_per_session: AtomicBool::new(false),
+            output: OnceLock::new(),
         })
     }
 
@@ -124,6 +130,12 @@ impl Worker {
     /// addresses).
     pub fn is_process_per_session(&self) -> bool {
         self.process_per_session.load(Ordering::Relaxed)
+    }
+
+    /// Sends what the driver prints to this process's standard output (device
+    /// printf) to the client: the process serves one client only.
+    pub fn set_output_capture(&self, capture: tf_isolation::StdoutCapture) {
+        let _ = self.output.set(capture);
     }
 
     /// Watches every status a session answers. A sticky kernel fault loses
@@ -332,12 +344,99 @@ impl Worker {
     }
 }
 
+/// Most bytes of device output one frame carries.
+const OUTPUT_CHUNK: usize = 1 << 20;
+
+/// Sends what was printed to the captured standard output since the last
+/// answer (device printf) as `OUTPUT` frames, before the next answer. A
+/// note on stdout says how much was dropped, if the buffer overflowed.
+fn send_output(
+    worker: &Worker,
+    session: u64,
+    conn: &mut Connection,
+) -> Result<(), tf_transport::TransportError> {
+    let Some(capture) = worker.output.get() else {
+        return Ok(());
+    };
+    let mut out = capture.take();
+    if out.dropped > 0 {
+        worker.warn_limited(&format!(
+            "session {session}: {} bytes of device printf output were dropped (more than {} MiB between two answers)",
+            out.dropped,
+            OUTPUT_BUFFER >> 20
+        ));
+        out.bytes.extend_from_slice(
+            format!(
+                "\n[tensor-fusion: {} bytes of device printf output were dropped: more than {} MiB between two synchronizations]\n",
+                out.dropped,
+                OUTPUT_BUFFER >> 20
+            )
+            .as_bytes(),
+        );
+    }
+    let chunk = OUTPUT_CHUNK.min(conn.max_payload()).max(1);
+    for part in out.bytes.chunks(chunk) {
+        let h = FrameHeader {
+            flags: FLAG_RESPONSE,
+            opcode: control::OUTPUT,
+            length: 0,
+            request_id: 0,
+        };
+        conn.send(h, &[part])?;
+    }
+    Ok(())
+}
+
+/// Requests after which the driver may have written device printf output:
+/// the points where it flushes its printf buffer (synchronizations,
+/// blocking copies, module loads and unloads, context destruction), and
+/// the client's own requests for pending output (`Ping`, `Goodbye`).
+/// Checking for output costs a flush and a read, so other answers skip it;
+/// output printed at a launch goes with the next of these.
+fn may_print(opcode: u32) -> bool {
+    use tf_api::op;
+    use tf_protocol::messages::control;
+    matches!(
+        opcode,
+        op::cuCtxSynchronize
+            | op::cuStreamSynchronize
+            | op::cuEventSynchronize
+            | op::cuMemcpyHtoD_v2
+            | op::cuMemcpyDtoH_v2
+            | op::cuMemcpyDtoD_v2
+            | op::cuMemcpyDtoHAsync_v2
+            | op::cuMemcpy2DUnaligned_v2
+            | op::cuModuleLoadData
+            | op::cuModuleUnload
+            | op::cuLibraryUnload
+            | op::cuDevicePrimaryCtxReset_v2
+            | op::cuCtxDestroy_v2
+    ) || opcode == control::PING
+        || opcode == control::GOODBYE
+}
+
+/// Most device output a session process keeps between two answers; the
+/// excess is dropped (counted), never blocking the driver's write.
+pub const OUTPUT_BUFFER: usize = 4 << 20;
+
 /// Serves one client connection until it closes, then frees its resources.
 pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
     let peer = conn.describe();
     let mut session = Session::new(worker, peer.clone());
+    let capture = session.worker.output.get().is_some();
     loop {
         let outcome = conn.recv(|h, payload| (h, session.handle(h, payload)));
+        if capture
+            && matches!(
+                outcome,
+                Ok((h, Outcome::Reply(_) | Outcome::DeviceToHost { .. })) if may_print(h.opcode)
+            )
+        {
+            if let Err(e) = send_output(&session.worker, session.id, &mut conn) {
+                tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
+                break;
+            }
+        }
         match outcome {
             Ok((h, Outcome::Reply(payload))) => {
                 let rh = FrameHeader {
@@ -358,10 +457,21 @@ pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
                     length: 0,
                     request_id: h.request_id,
                 };
-                let backend = session.worker.backend();
+                let worker = &session.worker;
                 let sent = conn.send_with(rh, 4 + size, |buf| {
                     let (status, data) = buf.split_at_mut(4);
-                    let s = backend.memcpy_dtoh(ctx, data, src).err().unwrap_or(0);
+                    let mut s = worker
+                        .backend()
+                        .memcpy_dtoh(ctx, data, src)
+                        .err()
+                        .unwrap_or(0);
+                    // The copy synchronized, so the driver may have printed
+                    // now: the data is already in the frame, so the output
+                    // can only follow the answer; the flag makes the client
+                    // ask for it (a Ping) before the copy returns.
+                    if worker.output.get().is_some_and(|c| c.pending()) {
+                        s |= DATA_OUTPUT_FOLLOWS;
+                    }
                     status.copy_from_slice(&s.to_le_bytes());
                 });
                 if let Err(e) = sent {

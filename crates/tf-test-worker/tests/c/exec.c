@@ -7,6 +7,9 @@
  * usage: exec full    everything below, then "PASS ..."
  *        exec hold    create streams, events, modules, a library; print
  *                     "holding"; launch forever (killed by the test)
+ *        exec printf  device printf ("tf_test_printf": a line per launch,
+ *                     printed at synchronization) between the program's own
+ *                     lines, each flushed, as tests/gpu/cuda/printf.cu does
  * Exit 0 on success; on failure one line saying what differed. */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -662,6 +665,47 @@ static int fault(void) {
     return 0;
 }
 
+/* Device printf through the test backend's "tf_test_printf" kernel: its
+ * lines must reach this process's stdout at each synchronization (context,
+ * synchronous copy, stream), before the line printed after it. */
+static int device_printf(void) {
+    static const char PRINTS[] = "//\n.version 8.0\n.target sm_90\n.address_size 64\n"
+                                 ".visible .entry tf_test_printf(\n .param .u32 k\n)\n{\n ret;\n}\n";
+    setup();
+    CUmodule m;
+    CUfunction f;
+    CUstream s;
+    CUdeviceptr d;
+    unsigned k, host[4];
+    void *args[] = {&k};
+    CHECK(cuModuleLoadData(&m, PRINTS));
+    CHECK(cuModuleGetFunction(&f, m, "tf_test_printf"));
+    CHECK(cuStreamCreate(&s, 0));
+    CHECK(cuMemAlloc_v2(&d, sizeof host));
+    printf("before launches\n");
+    fflush(stdout);
+    for (k = 1; k <= 3; k++) CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, args, NULL));
+    CHECK(cuCtxSynchronize());
+    printf("after sync\n");
+    fflush(stdout);
+    k = 4;
+    CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, args, NULL));
+    CHECK(cuMemcpyDtoH_v2(host, d, sizeof host));
+    printf("after copy\n");
+    fflush(stdout);
+    for (k = 5; k <= 6; k++) CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, s, args, NULL));
+    CHECK(cuStreamSynchronize(s));
+    printf("after stream sync\n");
+    printf("PASS printf\n");
+    fflush(stdout);
+    /* Printed by a release the client does not wait for (an enqueue call):
+     * still delivered at exit, before the connection closes. */
+    k = 7;
+    CHECK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, 0, args, NULL));
+    CHECK(cuModuleUnload(m));
+    return 0;
+}
+
 static int full(void) {
     CUfunction f_add, f_bv;
     CUlibrary lib;
@@ -683,6 +727,7 @@ int main(int argc, char **argv) {
     }
     if (argc >= 2 && strcmp(argv[1], "full") == 0) return full();
     if (argc >= 2 && strcmp(argv[1], "mapped") == 0) return mapped();
+    if (argc >= 2 && strcmp(argv[1], "printf") == 0) return device_printf();
     /* Connected first, working later: a bystander of another client's fault. */
     if (argc >= 2 && strcmp(argv[1], "ready") == 0) {
         setup();
@@ -692,6 +737,6 @@ int main(int argc, char **argv) {
         if (!fgets(line, sizeof line, stdin)) return 1;
         return full();
     }
-    printf("usage: exec full | hold | fault | init | ready\n");
+    printf("usage: exec full | hold | fault | init | ready | printf\n");
     return 2;
 }
