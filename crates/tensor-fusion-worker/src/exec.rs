@@ -383,8 +383,9 @@ impl ExecBackend for RealBackend {
     fn library_unload(&self, library: u64) -> BResult<()> {
         self.exec.unload(true, library)
     }
-    fn library_get_kernel(&self, library: u64, name: &str) -> BResult<Found> {
-        self.exec.get_kernel(library, name)
+    fn library_get_kernel(&self, ctx: BackendCtx, library: u64, name: &str) -> BResult<Found> {
+        self.cuda
+            .in_ctx(ctx, || self.exec.get_kernel(library, name))
     }
     fn library_get_module(&self, ctx: BackendCtx, library: u64) -> BResult<u64> {
         self.cuda.in_ctx(ctx, || self.exec.library_module(library))

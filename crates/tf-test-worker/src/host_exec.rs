@@ -448,7 +448,8 @@ impl ExecBackend for HostBackend {
     fn library_unload(&self, library: u64) -> BResult<()> {
         self.unload(library)
     }
-    fn library_get_kernel(&self, library: u64, name: &str) -> BResult<Found> {
+    fn library_get_kernel(&self, ctx: BackendCtx, library: u64, name: &str) -> BResult<Found> {
+        self.check_ctx(ctx)?;
         self.lookup(library, name)
     }
     /// The library's code seen as a module (not owned: never unloaded by itself).

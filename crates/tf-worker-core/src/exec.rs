@@ -155,7 +155,9 @@ pub trait ExecBackend {
     fn library_unload(&self, library: u64) -> BResult<()> {
         unsupported()
     }
-    fn library_get_kernel(&self, library: u64, name: &str) -> BResult<Found> {
+    /// `ctx`: a context of the session to make current (the driver answers
+    /// parameter layouts only with one current, even for a library's kernel).
+    fn library_get_kernel(&self, ctx: BackendCtx, library: u64, name: &str) -> BResult<Found> {
         unsupported()
     }
     fn library_get_module(&self, ctx: BackendCtx, library: u64) -> BResult<u64> {

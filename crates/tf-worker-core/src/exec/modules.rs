@@ -238,8 +238,12 @@ pub(super) fn get_kernel(
         return Ok(r);
     }
     let (_, real, owner) = loaded(s, library, true)?;
+    // A context must be current for the parameter layout, also when this is
+    // the session's first call that needs one (cudart looks kernels up at
+    // the first launch; the application may not have allocated yet).
+    let c = s.device_ctx(None)?;
     let w = Arc::clone(&s.worker);
-    let (k, layout) = w.backend().library_get_kernel(real, name)?;
+    let (k, layout) = w.backend().library_get_kernel(c, real, name)?;
     let entry = FuncEntry {
         func: Func {
             real: k,
