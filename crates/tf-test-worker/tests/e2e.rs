@@ -62,6 +62,23 @@ fn native_preload_and_shmem_library_path() {
     four_clients(&s, Inject::LibraryPath, 16 * MIB);
 }
 
+/// A client that allocated `bytes` and keeps copying, once it said so.
+fn holding(w: &Worker, bytes: &str) -> std::process::Child {
+    let mut c = client(&w.info, Inject::LibraryPath, &["hold", bytes])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(c.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "holding");
+    c
+}
+
 fn meminfo(w: &Worker) -> (u64, u64) {
     let o = run(
         client(&w.info, Inject::LibraryPath, &["meminfo"]),
@@ -79,21 +96,7 @@ fn killed_client(w: &Worker) {
     let (free0, total) = meminfo(w);
     assert_eq!(total, 1024 * MIB, "TF_CUDA_MEMORY_LIMIT caps the total");
     assert_eq!(free0, total);
-    let mut holder = client(
-        &w.info,
-        Inject::LibraryPath,
-        &["hold", &(256 * MIB).to_string()],
-    )
-    .stdout(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "holding");
+    let mut holder = holding(w, &(256 * MIB).to_string());
     std::thread::sleep(Duration::from_millis(300)); // let copies flow
     assert_eq!(meminfo(w).0, free0 - 256 * MIB);
     holder.kill().unwrap();
@@ -134,18 +137,7 @@ fn killed_client_is_cleaned_up_shmem() {
 /// worker (nvidia-smi and ps show it so); session processes end with the
 /// worker, and their clients get an error instead of waiting forever.
 fn session_processes(mut w: Worker) {
-    let mut holder = client(&w.info, Inject::LibraryPath, &["hold", &MIB.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "holding");
+    let mut holder = holding(&w, &MIB.to_string());
     let kids = w.children();
     assert_eq!(kids.len(), 1, "one session process per client: {kids:?}");
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", kids[0])).unwrap();
@@ -191,22 +183,7 @@ fn session_processes_serve_clients_and_end_with_the_worker_shmem() {
 fn a_killed_session_process_returns_its_memory_to_the_limit() {
     let w = Worker::native(&[("TF_CUDA_MEMORY_LIMIT", "1024")]);
     let (free0, _) = meminfo(&w);
-    let mut holder = client(
-        &w.info,
-        Inject::LibraryPath,
-        &["hold", &(256 * MIB).to_string()],
-    )
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "holding");
+    let mut holder = holding(&w, &(256 * MIB).to_string());
     assert_eq!(meminfo(&w).0, free0 - 256 * MIB);
     let kids = w.children();
     assert_eq!(kids.len(), 1, "{kids:?}");
@@ -382,17 +359,7 @@ fn malformed_frames_do_not_disturb_other_clients() {
 
 /// A worker that dies makes the client's calls fail (sticky), never hang.
 fn dead_worker(mut w: Worker, within: Duration) {
-    let mut holder = client(&w.info, Inject::LibraryPath, &["hold", &MIB.to_string()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let mut holder = holding(&w, &MIB.to_string());
     w.kill();
     let start = Instant::now();
     loop {
