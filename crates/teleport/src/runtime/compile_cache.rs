@@ -18,6 +18,16 @@
 //! code; nothing needs the GPU): entries are keyed by kind, options and the
 //! whole input (compared in full, so no hash collision can return another
 //! program's code), bounded to [`BUDGET`] bytes, oldest dropped first.
+//!
+//! Like the driver's own cache (`~/.nv/ComputeCache`), entries also persist
+//! on disk, so a new process does not compile again what an earlier one
+//! did: `TF_COMPILE_CACHE_PATH` (default `$XDG_CACHE_HOME/tensor-fusion/compile`
+//! or `~/.cache/tensor-fusion/compile`; empty or `0` turns it off, and so does
+//! the driver's `CUDA_CACHE_DISABLE=1`). One file per entry, named by a hash
+//! of the key and holding the whole key, so a read is verified in full;
+//! written to a temporary name and renamed, so readers never see half a
+//! file; the folder is private to the user (0700) and no longer written to
+//! past [`DISK_BUDGET`] bytes.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{c_char, c_void, CStr};
@@ -29,6 +39,8 @@ use tf_protocol::status::cu;
 const BUDGET: usize = 256 << 20;
 /// Largest input or result accepted (anything larger is not cached).
 const MAX_ITEM: usize = 64 << 20;
+/// Most bytes the on-disk cache grows to (the driver's default is 256 MiB).
+const DISK_BUDGET: u64 = 256 << 20;
 
 #[derive(Default)]
 struct Cache {
@@ -161,9 +173,17 @@ pub(crate) unsafe extern "C" fn lookup(
     let Some(k) = handle_key(&c, h) else {
         return cu::INVALID_HANDLE;
     };
-    let Some(v) = c.entries.get(&k).cloned() else {
-        c.misses += 1;
-        return cu::NOT_FOUND;
+    let v = match c.entries.get(&k).cloned() {
+        Some(v) => v,
+        None => {
+            let from_disk = disk().as_ref().and_then(|d| disk_read(&d.dir, &k));
+            let Some(v) = from_disk else {
+                c.misses += 1;
+                return cu::NOT_FOUND;
+            };
+            c.insert(Arc::clone(&k), &v);
+            v.into()
+        }
     };
     let Ok(n) = u32::try_from(v.len()) else {
         return cu::NOT_FOUND;
@@ -211,7 +231,11 @@ pub(crate) unsafe extern "C" fn store(
         // SAFETY: the caller's result buffer of `len` bytes (checked non-null).
         unsafe { std::slice::from_raw_parts(data, len) }
     };
-    c.insert(k, value);
+    c.insert(Arc::clone(&k), value);
+    drop(c);
+    if let Some(d) = disk().as_mut() {
+        disk_write(d, &k, value);
+    }
     0
 }
 
@@ -224,6 +248,104 @@ pub(crate) unsafe extern "C" fn release(p: *mut u8) -> u32 {
         0
     } else {
         cu::INVALID_VALUE
+    }
+}
+
+/// The on-disk cache: where it is, and the bytes it holds (measured once
+/// per process, then counted up as this process writes).
+struct Disk {
+    dir: std::path::PathBuf,
+    bytes: u64,
+}
+
+fn disk_dir(get: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    if get("CUDA_CACHE_DISABLE").is_some_and(|v| v.trim() == "1") {
+        return None;
+    }
+    match get("TF_COMPILE_CACHE_PATH") {
+        Some(v) if v.is_empty() || v == "0" => None,
+        Some(v) => Some(v.into()),
+        None => get("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| get("HOME").map(|h| std::path::Path::new(&h).join(".cache")))
+            .map(|d| d.join("tensor-fusion").join("compile")),
+    }
+}
+
+fn disk() -> MutexGuard<'static, Option<Disk>> {
+    static D: OnceLock<Mutex<Option<Disk>>> = OnceLock::new();
+    D.get_or_init(|| {
+        // Unit tests use the in-memory cache only: a disk entry left by an
+        // earlier run would turn their expected misses into hits.
+        let configured = if cfg!(test) {
+            None
+        } else {
+            disk_dir(&|k| std::env::var(k).ok())
+        };
+        let dir = configured.and_then(|dir| {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+                Ok(()) => Some(dir),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), "compilation cache on disk unavailable ({e}); compiling in memory only");
+                    None
+                }
+            }
+        });
+        Mutex::new(dir.map(|dir| {
+            let bytes = std::fs::read_dir(&dir)
+                .map(|r| r.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+                .unwrap_or(0);
+            Disk { dir, bytes }
+        }))
+    })
+    .lock()
+    .unwrap_or_else(|e| e.into_inner())
+}
+
+/// File name of an entry: two independent 64-bit hashes of the key.
+fn file_name(key: &[u8]) -> String {
+    use std::hash::{Hash, Hasher};
+    let h = |salt: u64| {
+        let mut s = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut s);
+        key.hash(&mut s);
+        s.finish()
+    };
+    format!("{:016x}{:016x}.tfc", h(0x7466_6363), h(0x6b65_7973))
+}
+
+const FILE_MAGIC: &[u8; 8] = b"TFCC\x01\0\0\0";
+
+fn disk_read(dir: &std::path::Path, key: &[u8]) -> Option<Vec<u8>> {
+    let data = std::fs::read(dir.join(file_name(key))).ok()?;
+    let rest = data.strip_prefix(FILE_MAGIC)?;
+    let (len, rest) = rest.split_first_chunk::<8>()?;
+    let klen = usize::try_from(u64::from_le_bytes(*len)).ok()?;
+    let (k, value) = (rest.get(..klen)?, rest.get(klen..)?);
+    (k == key).then(|| value.to_vec())
+}
+
+fn disk_write(d: &mut Disk, key: &[u8], value: &[u8]) {
+    let size = (FILE_MAGIC.len() + 8 + key.len() + value.len()) as u64;
+    if d.bytes + size > DISK_BUDGET {
+        return;
+    }
+    let name = file_name(key);
+    let tmp = d.dir.join(format!("{name}.{}.tmp", std::process::id()));
+    let mut buf = Vec::with_capacity(size as usize);
+    buf.extend_from_slice(FILE_MAGIC);
+    buf.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(value);
+    if std::fs::write(&tmp, &buf)
+        .and_then(|()| std::fs::rename(&tmp, d.dir.join(name)))
+        .is_ok()
+    {
+        d.bytes += size;
+    } else {
+        let _ = std::fs::remove_file(&tmp);
     }
 }
 
@@ -304,6 +426,64 @@ mod tests {
             );
         }
         assert_eq!(x, 0, "nothing was written through a foreign handle");
+    }
+
+    #[test]
+    fn entries_persist_on_disk_and_are_verified_in_full() {
+        let dir = std::env::temp_dir().join(format!("tf-cc-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut d = Disk {
+            dir: dir.clone(),
+            bytes: 0,
+        };
+        let k = key(2, b"-arch=sm_90", b"BC\xc0\xde input");
+        assert!(disk_read(&dir, &k).is_none());
+        disk_write(&mut d, &k, b"ELF result");
+        assert_eq!(disk_read(&dir, &k).as_deref(), Some(&b"ELF result"[..]));
+        assert!(d.bytes > 0);
+        // A file whose stored key differs (a hash collision, or tampering)
+        // is not a hit.
+        let other = key(2, b"-arch=sm_90", b"BC\xc0\xde other");
+        std::fs::copy(dir.join(file_name(&k)), dir.join(file_name(&other))).unwrap();
+        assert!(disk_read(&dir, &other).is_none());
+        // Over budget: not written.
+        d.bytes = DISK_BUDGET;
+        let third = key(1, b"", b"x");
+        disk_write(&mut d, &third, b"y");
+        assert!(disk_read(&dir, &third).is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_disk_cache_follows_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            disk_dir(&env(&[("HOME", "/home/u")])),
+            Some("/home/u/.cache/tensor-fusion/compile".into())
+        );
+        assert_eq!(
+            disk_dir(&env(&[("HOME", "/home/u"), ("XDG_CACHE_HOME", "/c")])),
+            Some("/c/tensor-fusion/compile".into())
+        );
+        assert_eq!(
+            disk_dir(&env(&[("TF_COMPILE_CACHE_PATH", "/x"), ("HOME", "/h")])),
+            Some("/x".into())
+        );
+        assert_eq!(
+            disk_dir(&env(&[("TF_COMPILE_CACHE_PATH", "0"), ("HOME", "/h")])),
+            None
+        );
+        assert_eq!(
+            disk_dir(&env(&[("CUDA_CACHE_DISABLE", "1"), ("HOME", "/h")])),
+            None
+        );
     }
 
     #[test]
