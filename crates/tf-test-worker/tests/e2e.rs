@@ -138,11 +138,11 @@ fn killed_client_is_cleaned_up_shmem() {
 /// worker, and their clients get an error instead of waiting forever.
 fn session_processes(mut w: Worker) {
     let mut holder = holding(&w, &MIB.to_string());
-    let kids = w.children();
+    let kids = w.wait_children(1);
     assert_eq!(kids.len(), 1, "one session process per client: {kids:?}");
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", kids[0])).unwrap();
     assert_eq!(comm.trim(), "tf-test-worker", "named like the worker");
-    assert!(w.log_contains("session process started"));
+    assert!(w.wait_log("session process started", Duration::from_secs(5)));
     w.kill();
     let t = Instant::now();
     while std::path::Path::new(&format!("/proc/{}/comm", kids[0])).exists()
@@ -185,7 +185,7 @@ fn a_killed_session_process_returns_its_memory_to_the_limit() {
     let (free0, _) = meminfo(&w);
     let mut holder = holding(&w, &(256 * MIB).to_string());
     assert_eq!(meminfo(&w).0, free0 - 256 * MIB);
-    let kids = w.children();
+    let kids = w.wait_children(1);
     assert_eq!(kids.len(), 1, "{kids:?}");
     let st = std::process::Command::new("kill")
         .args(["-9", &kids[0].to_string()])
@@ -200,8 +200,8 @@ fn a_killed_session_process_returns_its_memory_to_the_limit() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(w.log_contains("killed by signal 9"));
-    assert!(w.log_contains("returned to the memory limit"));
+    assert!(w.wait_log("killed by signal 9", Duration::from_secs(5)));
+    assert!(w.wait_log("returned to the memory limit", Duration::from_secs(5)));
     let st = holder.wait().unwrap();
     assert!(!st.success(), "the client of a killed session must fail");
 }

@@ -139,7 +139,7 @@ fn a_kernel_fault_ends_only_its_own_session(w: &mut Worker) {
     use std::io::Write;
     let mut bystander = started(w, &["ready"], "ready");
     let mut faulty = started(w, &["fault"], "faulted");
-    assert!(w.log_contains("this client's GPU context is lost"));
+    assert!(w.wait_log("this client's GPU context is lost", Duration::from_secs(5)));
     // A new client after the fault.
     assert_pass(&run(
         exec(w, Inject::LibraryPath, &["full"]),
@@ -202,8 +202,11 @@ fn with_thread_isolation_a_kernel_fault_refuses_new_clients_and_the_worker_exits
         "a new client was not refused: {}",
         text(&o)
     );
-    assert!(w.log_contains("the GPU context shared by this worker's clients is lost"));
-    assert!(w.log_contains("restart tensor-fusion-worker"));
+    assert!(w.wait_log(
+        "the GPU context shared by this worker's clients is lost",
+        Duration::from_secs(5)
+    ));
+    assert!(w.wait_log("restart tensor-fusion-worker", Duration::from_secs(5)));
     // Still serving the faulted client until it goes; then the worker exits.
     assert!(w.wait_exit(Duration::from_millis(300)).is_none());
     let _ = faulty.stdin.take().unwrap().write_all(b"bye\n");
@@ -287,7 +290,7 @@ fn device_printf_reaches_the_client(w: &Worker) {
     );
     // The session processes' own log lines still reach the worker's stdout.
     assert!(
-        w.log_contains("client connected"),
+        w.wait_log("client connected", Duration::from_secs(5)),
         "no session log line: {:?}",
         w.log.lock().unwrap()
     );

@@ -166,6 +166,34 @@ impl Worker {
         }
     }
 
+    /// Waits up to `timeout` for a log line containing `needle` (lines of
+    /// session processes reach the log through a pipe, a little later).
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if self.log_contains(needle) {
+                return true;
+            }
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to 5 s until the worker has exactly `n` child processes
+    /// (session processes of clients that left take a moment to exit).
+    pub fn wait_children(&self, n: usize) -> Vec<u32> {
+        let start = std::time::Instant::now();
+        loop {
+            let kids = self.children();
+            if kids.len() == n || start.elapsed() >= Duration::from_secs(5) {
+                return kids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
