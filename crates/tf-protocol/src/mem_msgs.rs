@@ -74,6 +74,53 @@ impl MemRequest<'_> {
 }
 
 #[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn batch_records_decode_by_operation() {
+        let mut ops = vec![0u8; 4 * BATCH_OP_SIZE];
+        let put = |ops: &mut Vec<u8>, i: usize, kind: u32, addr: u64, value: u64, flags: u32| {
+            let r = &mut ops[i * BATCH_OP_SIZE..];
+            r[..4].copy_from_slice(&kind.to_le_bytes());
+            r[8..16].copy_from_slice(&addr.to_le_bytes());
+            r[16..24].copy_from_slice(&value.to_le_bytes());
+            r[24..28].copy_from_slice(&flags.to_le_bytes());
+        };
+        put(&mut ops, 0, 2, 0x1000, 7, 0);
+        put(&mut ops, 1, 4, 0x2000, 9, 1);
+        put(&mut ops, 2, 3, 0, 0, 0);
+        put(&mut ops, 3, 7, 0, 0, 0);
+        let got: Vec<BatchOp> = BatchOp::records(&ops).collect();
+        assert_eq!(
+            got[0],
+            BatchOp::Value {
+                addr: 0x1000,
+                value: 7,
+                flags: 0,
+                wide: false,
+                write: true
+            }
+        );
+        assert_eq!(got[0].touches(), Some((0x1000, 4)));
+        assert_eq!(
+            got[1],
+            BatchOp::Value {
+                addr: 0x2000,
+                value: 9,
+                flags: 1,
+                wide: true,
+                write: false
+            }
+        );
+        assert_eq!(got[1].touches(), Some((0x2000, 8)));
+        assert_eq!(got[2], BatchOp::Fence);
+        assert_eq!(got[3], BatchOp::Other(7));
+        assert_eq!(got[3].touches(), None);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::{Reader, Writer};
@@ -352,6 +399,63 @@ mod tests {
         }))
         .encode();
         assert!(Request::decode(op::cuMemcpy2DUnaligned_v2, &fixed).is_err());
+    }
+}
+
+/// One `CUstreamBatchMemOpParams` record of a batch, decoded: the worker
+/// checks the memory each touches, a backend carries them out. Layout (the
+/// 48-byte union): operation at 0; for waits and writes the address at 8,
+/// the value at 16 and the flags at 24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOp {
+    /// `CU_STREAM_MEM_OP_WAIT_VALUE_32/64` (`wide`) and the writes (`write`).
+    Value {
+        addr: u64,
+        value: u64,
+        flags: u32,
+        wide: bool,
+        write: bool,
+    },
+    /// `CU_STREAM_MEM_OP_FLUSH_REMOTE_WRITES` and `..._BARRIER`: no memory named.
+    Fence,
+    /// Atomic reductions and anything newer (not forwarded).
+    Other(u32),
+}
+
+impl BatchOp {
+    /// The records of a batch (whole records only; the decoder's `check`
+    /// guarantees a batch is a whole number of them).
+    pub fn records(ops: &[u8]) -> impl Iterator<Item = BatchOp> + '_ {
+        ops.chunks_exact(BATCH_OP_SIZE).map(|r| {
+            let word = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&r[at..at + 8]);
+                u64::from_le_bytes(b)
+            };
+            let value = |wide, write| BatchOp::Value {
+                addr: word(8),
+                value: word(16),
+                flags: word(24) as u32,
+                wide,
+                write,
+            };
+            match u32::from_le_bytes([r[0], r[1], r[2], r[3]]) {
+                1 => value(false, false),
+                2 => value(false, true),
+                4 => value(true, false),
+                5 => value(true, true),
+                3 | 6 => BatchOp::Fence,
+                other => BatchOp::Other(other),
+            }
+        })
+    }
+
+    /// Bytes of memory the operation reads or writes at `addr` (0: none).
+    pub fn touches(&self) -> Option<(u64, u64)> {
+        match *self {
+            BatchOp::Value { addr, wide, .. } => Some((addr, if wide { 8 } else { 4 })),
+            _ => None,
+        }
     }
 }
 

@@ -296,26 +296,23 @@ impl MemBackend for HostBackend {
         Backend::mem_free(self, ctx, ptr)
     }
     fn batch_mem_op(&self, ctx: BackendCtx, stream: u64, _flags: u32, ops: &[u8]) -> BResult<()> {
-        for rec in ops.chunks_exact(tf_protocol::mem_msgs::BATCH_OP_SIZE) {
-            let word = |at: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&rec[at..at + 8]);
-                u64::from_le_bytes(b)
+        for rec in tf_protocol::mem_msgs::BatchOp::records(ops) {
+            let tf_protocol::mem_msgs::BatchOp::Value {
+                addr,
+                value,
+                flags,
+                wide,
+                write,
+            } = rec
+            else {
+                continue;
             };
-            let (wide, write) = match word(0) as u32 {
-                1 => (false, false),
-                2 => (false, true),
-                4 => (true, false),
-                5 => (true, true),
-                _ => continue,
-            };
-            // address at 8, value at 16, flags at 24 (CUstreamMemOpWaitValueParams_st).
             let op = ValueOp {
                 ctx,
                 stream,
-                addr: word(8),
-                value: word(16),
-                flags: word(24) as u32,
+                addr,
+                value,
+                flags,
                 wide,
                 write,
             };

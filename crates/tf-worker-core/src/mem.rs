@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tf_protocol::mem_msgs::{handle, Access, AllocProp, Location, PoolProps};
-use tf_protocol::mem_msgs::{Copy2D, Pitched, ValueOp, BATCH_OP_SIZE};
+use tf_protocol::mem_msgs::{BatchOp, Copy2D, Pitched, ValueOp};
 use tf_protocol::status::cu;
 
 use crate::backend::{BResult, BackendCtx, Status};
@@ -388,24 +388,16 @@ fn default_pool(s: &mut Session, dev: i32) -> Result<u64, Status> {
 
 /// Checks every operation of a batch and the memory it touches.
 fn check_batch(s: &Session, ops: &[u8]) -> Result<(), Status> {
-    const WAIT_32: u32 = 1;
-    const WRITE_32: u32 = 2;
-    const FLUSH: u32 = 3;
-    const WAIT_64: u32 = 4;
-    const WRITE_64: u32 = 5;
-    const BARRIER: u32 = 6;
-    for op in ops.chunks_exact(BATCH_OP_SIZE) {
-        let word = |at: usize| u64::from_le_bytes(op[at..at + 8].try_into().unwrap_or([0; 8]));
-        let kind = u32::from_le_bytes([op[0], op[1], op[2], op[3]]);
-        let len = match kind {
-            WAIT_32 | WRITE_32 => 4,
-            WAIT_64 | WRITE_64 => 8,
-            FLUSH | BARRIER => continue,
+    for op in BatchOp::records(ops) {
+        match op {
             // Atomic reductions and anything newer are not forwarded.
-            _ => return Err(cu::NOT_SUPPORTED),
-        };
-        // `address` follows the 4-byte operation and its padding.
-        s.check_range(word(8), len)?;
+            BatchOp::Other(_) => return Err(cu::NOT_SUPPORTED),
+            _ => {
+                if let Some((addr, len)) = op.touches() {
+                    s.check_range(addr, len)?;
+                }
+            }
+        }
     }
     Ok(())
 }
