@@ -19,7 +19,7 @@
 //! queries) it pulls what kernels wrote — the points where a native
 //! program may rely on it. Nothing of this runs while no range is mirrored.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use tf_protocol::exec_msgs::ExecRequest;
@@ -42,7 +42,6 @@ struct Mirror {
 static MIRRORS: Mutex<Vec<Mirror>> = Mutex::new(Vec::new());
 /// Any mirror exists (the fast path of every request reads only this).
 static ANY: AtomicBool = AtomicBool::new(false);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Ranges the worker refused to mirror (thread isolation, address in use):
 /// not asked again.
 static REFUSED: Mutex<Vec<u64>> = Mutex::new(Vec::new());
@@ -95,7 +94,8 @@ fn ensure(ctx: u64, start: u64, len: u64) {
             .push(start);
         tracing::warn!(addr = start, len, "a kernel was given pinned host memory that cannot be mapped for it: {why}; the kernel will fault on the worker");
     };
-    if BYTES.load(Ordering::Relaxed) as u64 + len > MAX_ALL {
+    let mirrored: usize = mirrors().iter().map(|m| m.shadow.len()).sum();
+    if mirrored as u64 + len > MAX_ALL {
         return refuse("more mapped host memory than this client mirrors (1 MiB)");
     }
     let data = current(start, len as usize).to_vec();
@@ -108,7 +108,6 @@ fn ensure(ctx: u64, start: u64, len: u64) {
     });
     match sent {
         Ok(()) => {
-            BYTES.fetch_add(data.len(), Ordering::Relaxed);
             mirrors().push(Mirror {
                 start,
                 shadow: data,
@@ -203,10 +202,9 @@ pub(crate) fn forget(start: u64) {
     let Some(i) = g.iter().position(|m| m.start == start) else {
         return;
     };
-    let m = g.swap_remove(i);
+    g.swap_remove(i);
     ANY.store(!g.is_empty(), Ordering::Release);
     drop(g);
-    BYTES.fetch_sub(m.shadow.len(), Ordering::Relaxed);
     if let Ok(s) = crate::cuda::session() {
         let _ = s.enqueue(&Request::Mem(MemRequest::HostMirrorDrop { addr: start }));
     }

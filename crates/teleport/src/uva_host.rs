@@ -55,16 +55,21 @@ pub(crate) fn copy(dst: u64, src: u64, n: usize, stream: Option<u64>) -> Result<
     Ok(())
 }
 
-/// Bytes a memset touches: the last row's start plus one row.
-pub(crate) fn memset_span(m: &Memset) -> Option<u64> {
-    let (elem, height) = match m.op {
+/// `(element bytes, rows)` of a memset.
+fn geometry(op: MemsetOp) -> (u64, u64) {
+    match op {
         MemsetOp::D8 => (1, 1),
         MemsetOp::D16 => (2, 1),
         MemsetOp::D32 => (4, 1),
         MemsetOp::D2D8 { height } => (1, height),
         MemsetOp::D2D16 { height } => (2, height),
         MemsetOp::D2D32 { height } => (4, height),
-    };
+    }
+}
+
+/// Bytes a memset touches: the last row's start plus one row.
+pub(crate) fn memset_span(m: &Memset) -> Option<u64> {
+    let (elem, height) = geometry(m.op);
     let row = m.width.checked_mul(elem)?;
     if height == 0 || row == 0 {
         return Some(0);
@@ -75,14 +80,8 @@ pub(crate) fn memset_span(m: &Memset) -> Option<u64> {
 /// A memset of pinned host memory of this process (`m.dst`), in order.
 pub(crate) fn memset(m: &Memset, stream: Option<u64>) -> Result<(), CUresult> {
     in_order(stream)?;
-    let (elem, height): (usize, u64) = match m.op {
-        MemsetOp::D8 => (1, 1),
-        MemsetOp::D16 => (2, 1),
-        MemsetOp::D32 => (4, 1),
-        MemsetOp::D2D8 { height } => (1, height),
-        MemsetOp::D2D16 { height } => (2, height),
-        MemsetOp::D2D32 { height } => (4, height),
-    };
+    let (elem, height) = geometry(m.op);
+    let elem = elem as usize;
     let width = usize::try_from(m.width).map_err(|_| cu::INVALID_VALUE)?;
     let pattern = m.value.to_le_bytes();
     for r in 0..height {
