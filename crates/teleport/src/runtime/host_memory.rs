@@ -60,9 +60,16 @@ struct Range {
 
 static RANGES: Mutex<BTreeMap<u64, Range>> = Mutex::new(BTreeMap::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Tracked host ranges: while there are none, copies and memsets skip the
+/// lookup that routes pinned memory to `crate::uva_host`.
+static HOST: AtomicU64 = AtomicU64::new(0);
 /// Tracked host ranges small enough to be mirrored for kernels
 /// (`crate::mapped`): while there are none, launches skip the scan.
 static SMALL_HOST: AtomicU64 = AtomicU64::new(0);
+/// Bounds of every small host range there has been (never shrunk): launch
+/// parameters outside them need no lookup (the launch path is hot).
+static SMALL_LO: AtomicU64 = AtomicU64::new(u64::MAX);
+static SMALL_HI: AtomicU64 = AtomicU64::new(0);
 
 fn is_small_host(x: &Range) -> bool {
     x.kind != Kind::Device && x.size <= crate::mapped::MAX_ONE
@@ -88,7 +95,12 @@ fn insert(start: u64, size: u64, kind: Kind, ctx: u64, flags: u32) {
         flags,
         id,
     };
+    if kind != Kind::Device {
+        HOST.fetch_add(1, Ordering::Relaxed);
+    }
     if is_small_host(&range) {
+        SMALL_LO.fetch_min(start, Ordering::Relaxed);
+        SMALL_HI.fetch_max(start.saturating_add(size), Ordering::Relaxed);
         SMALL_HOST.fetch_add(1, Ordering::Relaxed);
     }
     ranges().insert(start, range);
@@ -96,6 +108,7 @@ fn insert(start: u64, size: u64, kind: Kind, ctx: u64, flags: u32) {
 
 /// A host range left the table (freed or unregistered).
 fn host_range_gone(start: u64, x: &Range) {
+    HOST.fetch_sub(1, Ordering::Relaxed);
     if is_small_host(x) {
         SMALL_HOST.fetch_sub(1, Ordering::Relaxed);
         crate::mapped::forget(start);
@@ -110,6 +123,9 @@ pub(crate) fn has_small_host_ranges() -> bool {
 /// The page-aligned host range of at most `max` bytes containing `p`, as
 /// `(start, size)`: one that can be mirrored at its address.
 pub(crate) fn small_host_range(p: u64, max: u64) -> Option<(u64, u64)> {
+    if p < SMALL_LO.load(Ordering::Relaxed) || p >= SMALL_HI.load(Ordering::Relaxed) {
+        return None;
+    }
     let (start, x) = find(p)?;
     (x.kind != Kind::Device && x.size <= max && x.size > 0 && start.is_multiple_of(4096))
         .then_some((start, x.size))
@@ -148,6 +164,9 @@ pub(crate) fn is_host(p: u64) -> bool {
 /// Whether `[p, p + len)` lies inside one pinned or registered host range
 /// this client tracks.
 pub(crate) fn host_span(p: u64, len: u64) -> bool {
+    if HOST.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
     let Some(end) = p.checked_add(len) else {
         return false;
     };
