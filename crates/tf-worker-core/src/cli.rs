@@ -164,7 +164,8 @@ pub enum Isolation {
     /// every CUDA context of the process it happens in, so only separate
     /// processes keep one tenant's faulting kernel (or a crash in the
     /// driver) from ending the other tenants' sessions. Costs a GPU context
-    /// per client (about 0.5 GiB on an H200) and ~0.1–0.3 s at connect.
+    /// per client (about 0.5 GiB, and ~0.1 s to create it, measured natively on
+    /// an H200 by `scripts/gpu/15-isolation.sh`).
     Process,
     /// Every session a thread of one process sharing one GPU context:
     /// cheaper, but one client's kernel fault loses the context for all of
