@@ -258,7 +258,7 @@ impl Client {
         let mapped = crate::mapped::any();
         let mut link = self.link();
         if mapped {
-            if let Err(why) = push_host_writes(&mut link) {
+            if let Err(why) = push_host_writes(&mut link, crate::mapped::launches_graph(req)) {
                 return Err(self.fail(why));
             }
         }
@@ -275,7 +275,11 @@ impl Client {
         };
         drop(link);
         if mapped && out.is_ok() && crate::mapped::waits_for_gpu(req) {
-            crate::mapped::pull(self);
+            crate::mapped::pull(false, &mut |addr, size| {
+                let r = self
+                    .call::<crate::mapped::ReadAnswer>(&crate::mapped::read_request(addr, size));
+                r.ok().map(|b| b.0)
+            });
         }
         out
     }
@@ -344,7 +348,7 @@ impl Client {
         let _record = Record(req.opcode(), t);
         let mut link = self.link();
         if crate::mapped::any() {
-            if let Err(why) = push_host_writes(&mut link) {
+            if let Err(why) = push_host_writes(&mut link, crate::mapped::launches_graph(req)) {
                 return Err(self.fail(why));
             }
         }
@@ -536,9 +540,10 @@ impl Drop for Record {
 }
 
 /// Sends, ahead of the next request, what the application wrote to mapped
-/// host memory since the last push (`crate::mapped`).
-fn push_host_writes(link: &mut Link) -> Result<(), String> {
-    for (addr, data) in crate::mapped::take_host_writes() {
+/// host memory since the last push (`crate::mapped`); before a graph
+/// launch (`graphs`) to the mirrors graphs use too.
+fn push_host_writes(link: &mut Link, graphs: bool) -> Result<(), String> {
+    for (addr, data) in crate::mapped::take_host_writes(graphs) {
         let w =
             Request::Mem(tf_protocol::mem_msgs::MemRequest::HostMirrorWrite { addr, data: &data });
         send(link, &w, FLAG_NO_REPLY)?;
@@ -581,46 +586,144 @@ fn round_trip<B: Body>(link: &mut Link, req: &Request<'_>) -> Result<Result<B, u
 
 /// Waits for the next frame that answers a request, writing device output
 /// frames (`control::OUTPUT`, sent before the answer they precede) to this
-/// process's standard output on the way.
+/// process's standard output and running the host functions graphs reach
+/// (`control::HOST_CALL`) on the way.
 fn recv_answer<R>(
     conn: &mut Connection,
     answer: impl FnMut(FrameHeader, &[u8]) -> R,
 ) -> Result<R, tf_transport::TransportError> {
-    recv_answer_with(conn, &mut |bytes| write_stdout(bytes), answer)
+    recv_answer_with(
+        conn,
+        &mut |bytes| write_stdout(bytes),
+        &mut run_host_call,
+        answer,
+    )
 }
 
-/// [`recv_answer`] with device output handed to `output`. An output frame
-/// is known by its opcode alone (no request has it); one without the
-/// response flag, or with a request id, is said once in the log and
-/// otherwise ignored: it must never break the session.
+/// What a frame turned out to be.
+enum Got<R> {
+    Answer(R),
+    Output,
+    Call(u64),
+}
+
+/// [`recv_answer`] with device output handed to `output` and host calls to
+/// `call`. An output or call frame is known by its opcode alone (no request
+/// has it); one without the response flag, or with a request id, is said
+/// once in the log and otherwise ignored: it must never break the session.
 fn recv_answer_with<R>(
     conn: &mut Connection,
     output: &mut dyn FnMut(&[u8]),
+    call: &mut dyn FnMut(&mut Connection, u64) -> Result<(), tf_transport::TransportError>,
     mut answer: impl FnMut(FrameHeader, &[u8]) -> R,
 ) -> Result<R, tf_transport::TransportError> {
     static WARNED: Once = Once::new();
     loop {
         let got = conn.recv(|h, payload| {
-            if h.opcode != control::OUTPUT {
-                return Some(answer(h, payload));
+            if h.opcode != control::OUTPUT && h.opcode != control::HOST_CALL {
+                return Got::Answer(answer(h, payload));
             }
-            if h.is_response() && !h.is_no_reply() && h.request_id == 0 {
-                output(payload);
-            } else {
-                WARNED.call_once(|| {
+            let well_formed = h.is_response() && !h.is_no_reply() && h.request_id == 0;
+            match (h.opcode, payload.get(..8)) {
+                (control::OUTPUT, _) if well_formed => output(payload),
+                (control::HOST_CALL, Some(id)) if well_formed && payload.len() == 8 => {
+                    return Got::Call(u64::from_le_bytes(id.try_into().unwrap_or([0; 8])));
+                }
+                _ => WARNED.call_once(|| {
                     tracing::warn!(
+                        opcode = h.opcode,
                         flags = h.flags,
                         request_id = h.request_id,
-                        "ignoring a malformed device output frame from the worker"
+                        "ignoring a malformed output or host-call frame from the worker"
                     )
-                });
+                }),
             }
-            None
+            Got::Output
         })?;
-        if let Some(r) = got {
-            return Ok(r);
+        match got {
+            Got::Answer(r) => return Ok(r),
+            Got::Output => {}
+            Got::Call(id) => call(conn, id)?,
         }
     }
+}
+
+/// Request ids of the requests a host call makes (distinct from the link's).
+static CALL_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 63);
+
+/// A graph reached a host node: brings in what graphs wrote to pinned
+/// memory, runs the application's function, sends what it wrote, and
+/// tells the worker the graph may go on. The worker serves the mirror
+/// requests itself meanwhile (the request this thread waits for may be
+/// waiting for this very call).
+fn run_host_call(conn: &mut Connection, id: u64) -> Result<(), tf_transport::TransportError> {
+    let no_call = &mut |_: &mut Connection, id: u64| {
+        tracing::warn!(
+            id,
+            "the worker sent a host call during another one; ignored"
+        );
+        Ok(())
+    };
+    if crate::mapped::any() {
+        let mut failed = None;
+        crate::mapped::pull(true, &mut |addr, size| {
+            let req = crate::mapped::read_request(addr, size);
+            let rid = CALL_IDS.fetch_add(1, Ordering::Relaxed);
+            let r = send_raw(conn, &req, rid, 0).and_then(|()| {
+                recv_answer_with(conn, &mut |b| write_stdout(b), no_call, |h, p| {
+                    (h.request_id == rid && h.is_response())
+                        .then(|| decode_reply::<crate::mapped::ReadAnswer>(p).ok())
+                        .flatten()
+                })
+            });
+            match r {
+                Ok(Some(Ok(b))) => Some(b.0),
+                Ok(_) => None,
+                Err(e) => {
+                    failed = Some(e);
+                    None
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    crate::graph::run_host_fn(id);
+    for (addr, data) in crate::mapped::take_host_writes(true) {
+        let w =
+            Request::Mem(tf_protocol::mem_msgs::MemRequest::HostMirrorWrite { addr, data: &data });
+        send_raw(
+            conn,
+            &w,
+            CALL_IDS.fetch_add(1, Ordering::Relaxed),
+            FLAG_NO_REPLY,
+        )?;
+    }
+    let done = FrameHeader {
+        flags: FLAG_NO_REPLY,
+        opcode: control::HOST_CALL_DONE,
+        length: 0,
+        request_id: CALL_IDS.fetch_add(1, Ordering::Relaxed),
+    };
+    conn.send(done, &[&id.to_le_bytes()])
+}
+
+/// Sends a request with the given id straight on a connection.
+fn send_raw(
+    conn: &mut Connection,
+    req: &Request<'_>,
+    id: u64,
+    flags: u16,
+) -> Result<(), tf_transport::TransportError> {
+    let (fixed, bulk) = req.encode();
+    let header = FrameHeader {
+        flags,
+        opcode: req.opcode(),
+        length: 0,
+        request_id: id,
+    };
+    conn.send(header, &[&fixed, bulk])
 }
 
 /// Writes device printf output the worker forwarded to this process's
@@ -698,6 +801,7 @@ mod tests {
         let got = recv_answer_with(
             &mut client,
             &mut |b| printed.extend_from_slice(b),
+            &mut |_, _| panic!("no host call was sent"),
             |h, p| (h.request_id, p.to_vec()),
         )
         .unwrap();

@@ -370,7 +370,9 @@ fn copy_unified(
     match (s.host, d.host) {
         (true, false) => {
             if let Some(st) = stream {
-                crate::graph::refuse_in_capture(st)?;
+                if crate::graph::capture_host_copy(st, dst, src, n as u64, false)? {
+                    return Ok(());
+                }
             }
             c.copy_to_device(
                 ctx,
@@ -381,7 +383,9 @@ fn copy_unified(
         }
         (false, true) => {
             if let Some(st) = stream {
-                crate::graph::refuse_in_capture(st)?;
+                if crate::graph::capture_host_copy(st, dst, src, n as u64, true)? {
+                    return Ok(());
+                }
             }
             c.copy_from_device(
                 ctx,

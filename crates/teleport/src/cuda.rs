@@ -384,8 +384,10 @@ fn htod(
         return crate::uva_host::copy(dst, src as u64, n, stream);
     }
     if let Some(s) = stream {
-        // A captured copy would re-read the worker's staging buffer.
-        crate::graph::refuse_in_capture(s)?;
+        // Captured, the copy reads the pinned range's mirror at each replay.
+        if crate::graph::capture_host_copy(s, dst, src as u64, n as u64, false)? {
+            return Ok(());
+        }
     }
     session()?.copy_to_device(ctx, stream, dst, host(src, n)?)
 }
@@ -402,7 +404,9 @@ fn dtoh(
         return crate::uva_host::copy(dst as u64, src, n, stream);
     }
     if let Some(s) = stream {
-        crate::graph::refuse_in_capture(s)?;
+        if crate::graph::capture_host_copy(s, dst as u64, src, n as u64, true)? {
+            return Ok(());
+        }
     }
     session()?.copy_from_device(ctx, stream, src, host_mut(dst, n)?)
 }

@@ -16,11 +16,25 @@
 //! Explicit graph building (`cuGraphCreate`, `cuGraphAdd*Node`, node
 //! queries, kernel node parameters) is in `build`.
 //!
-//! Not remoted: host memory inside a graph (host ↔ device copies and host
-//! functions on a capturing stream answer
-//! `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`; copy nodes touching host memory
-//! and host nodes answer `CUDA_ERROR_NOT_SUPPORTED`), and the node kinds and
-//! per-node updates that `build` does not list.
+//! Host memory in graphs. A graph replays on the worker, later, where this
+//! process's memory does not exist. A copy between pinned memory and the
+//! device on a capturing stream, or a copy node with a pinned side, names
+//! the range's *mirror* in the session process (same address, see
+//! `crate::mapped`): pushed before each graph launch, pulled after the
+//! waits that follow. Pageable memory cannot be mirrored: such copies
+//! answer `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED` (captured) or
+//! `CUDA_ERROR_NOT_SUPPORTED` (nodes), with a log line.
+//!
+//! Host functions in graphs (`cuLaunchHostFunc` while capturing, host
+//! nodes): the worker's node calls back (`HOST_CALL`, see
+//! `tf_worker_core::host_calls`) and the function runs here, in stream
+//! order, while the application waits for the GPU (its next synchronizing
+//! call), with pinned mirrors brought in before and sent back after.
+//! Functions are named on the wire by ids minted here ([`host_fn_id`]), so
+//! the worker can only ask for functions the application gave.
+//!
+//! Not remoted: the node kinds and per-node updates that `build` does not
+//! list.
 
 mod build;
 
@@ -83,6 +97,95 @@ pub(crate) fn refuse_in_capture(stream: u64) -> Result<(), CUresult> {
         (0, ..) => Ok(()),
         _ => Err(CAPTURE_UNSUPPORTED),
     }
+}
+
+/// A host function with its argument, as the application gave it.
+#[derive(Clone, Copy)]
+pub(crate) struct HostFn {
+    pub f: unsafe extern "C" fn(*mut c_void),
+    pub data: *mut c_void,
+}
+
+// SAFETY: the pointers are the application's, handed back to its own
+// function on some thread, as the driver does.
+unsafe impl Send for HostFn {}
+
+/// Host functions graphs may call, by the id the worker is told.
+static HOST_FNS: Mutex<Vec<(u64, HostFn)>> = Mutex::new(Vec::new());
+static NEXT_HOST_FN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Registers a host function; its id goes on the wire. Ids are never
+/// reused, and the functions stay known for the life of the process (a
+/// graph or a copy of it may call them at any later replay).
+pub(crate) fn host_fn_id(f: HostFn) -> u64 {
+    let id = NEXT_HOST_FN.fetch_add(1, Ordering::Relaxed);
+    HOST_FNS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((id, f));
+    id
+}
+
+/// The host function registered as `id`.
+pub(crate) fn host_fn(id: u64) -> Option<HostFn> {
+    let g = HOST_FNS.lock().unwrap_or_else(|e| e.into_inner());
+    g.iter().find(|(i, _)| *i == id).map(|(_, f)| *f)
+}
+
+/// Runs host function `id` for a graph the worker replays.
+pub(crate) fn run_host_fn(id: u64) {
+    match host_fn(id) {
+        // SAFETY: the application's function with its own argument, as it
+        // registered them; called once per node reached, as CUDA does.
+        Some(h) => unsafe { (h.f)(h.data) },
+        None => tracing::warn!(
+            id,
+            "the worker asked for a host function this process never registered; ignored"
+        ),
+    }
+}
+
+/// A pinned ↔ device copy on `stream` (`to_host`: device to host): while
+/// the stream captures, it is captured as a copy naming the pinned range's
+/// mirror and `Ok(true)` is returned; `Ok(false)` when not capturing (the
+/// caller copies as usual). Pageable memory cannot be captured (900).
+pub(crate) fn capture_host_copy(
+    stream: u64,
+    dst: u64,
+    src: u64,
+    n: u64,
+    to_host: bool,
+) -> Result<bool, CUresult> {
+    if capture_status(stream)?.0 == 0 {
+        return Ok(false);
+    }
+    let ctx = ctx_or_zero()?;
+    let host = if to_host { dst } else { src };
+    if crate::mapped::for_graph(ctx, host, n, to_host).is_err() {
+        return Err(CAPTURE_UNSUPPORTED);
+    }
+    session()?.enqueue(&Request::Mem(
+        tf_protocol::mem_msgs::MemRequest::HostMirrorCopy {
+            ctx,
+            stream,
+            dst,
+            src,
+            size: n,
+        },
+    ))?;
+    Ok(true)
+}
+
+/// `cuLaunchHostFunc` on a capturing stream: captured as a host node
+/// (`Ok(true)`); `Ok(false)` when the stream is not capturing.
+pub(crate) fn capture_host_fn(stream: u64, f: HostFn) -> Result<bool, CUresult> {
+    if capture_status(stream)?.0 == 0 {
+        return Ok(false);
+    }
+    let ctx = ctx_or_zero()?;
+    let call = host_fn_id(f);
+    enqueue(GraphRequest::LaunchHostFunc { ctx, stream, call })?;
+    Ok(true)
 }
 
 fn begin(s: Handle, mode: c_uint, per_thread: bool) -> Result<(), CUresult> {

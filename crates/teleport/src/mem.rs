@@ -14,6 +14,8 @@
 //! synchronized and the function called before the call returns, so later
 //! work on the stream is only issued after it ran. That keeps stream order
 //! exactly; the cost is that the launching thread waits for the stream.
+//! On a capturing stream a host function becomes a host node instead
+//! (`crate::graph`).
 
 use std::collections::HashMap;
 use std::ffi::{c_uint, c_void};
@@ -570,7 +572,8 @@ type StreamCallback = unsafe extern "C" fn(Handle, CUresult, *mut c_void);
 /// Waits for the stream's earlier work (`Ok`) or its error (`Err`).
 fn drain(s: Handle, per_thread: bool) -> Result<Result<(), CUresult>, CUresult> {
     let stream = wire_stream(s as u64, per_thread)?;
-    // Waiting would end a capture; host nodes are not remoted yet.
+    // Waiting would end a capture (a host function is captured as a host
+    // node instead; a stream callback cannot be captured, as natively).
     crate::graph::refuse_in_capture(stream)?;
     let ctx = ctx_or_zero()?;
     Ok(
@@ -588,6 +591,10 @@ fn launch_host_func(
     per_thread: bool,
 ) -> Result<(), CUresult> {
     let f = f.ok_or(cu::INVALID_VALUE)?;
+    let stream = wire_stream(s as u64, per_thread)?;
+    if crate::graph::capture_host_fn(stream, crate::graph::HostFn { f, data })? {
+        return Ok(());
+    }
     // Unlike stream callbacks, a host function is not called after an error.
     drain(s, per_thread)??;
     // SAFETY: the application's host function with its own argument, called

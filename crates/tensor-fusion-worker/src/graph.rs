@@ -257,4 +257,23 @@ impl GraphBackend for RealBackend {
         self.cuda
             .in_ctx(ctx, || self.gd().nodes_of.exec_kernel_set(exec, node, k))
     }
+    fn launch_host_func(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        hook: &tf_worker_core::host_calls::HostHook,
+    ) -> BResult<()> {
+        self.cuda
+            .in_ctx(ctx, || self.gd().nodes_of.launch_host(stream, hook))
+    }
+    fn host_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        exec: Option<u64>,
+        node: u64,
+        hook: &tf_worker_core::host_calls::HostHook,
+    ) -> BResult<()> {
+        self.cuda
+            .in_ctx(ctx, || self.gd().nodes_of.host_set(exec, node, hook))
+    }
 }

@@ -9,6 +9,7 @@ use std::ffi::{c_uint, c_void};
 use tf_protocol::graph_msgs::{CopyNode, CopySide, MemsetNode};
 use tf_protocol::status::cu;
 use tf_worker_core::graph::{KernelSpec, NodeSpec};
+use tf_worker_core::host_calls::HostHook;
 use tf_worker_core::BResult;
 
 use crate::exec::{check, need, CuResult, Params, Ptr};
@@ -30,6 +31,38 @@ type FnNodes = unsafe extern "C" fn(Ptr, *mut Ptr, *mut usize) -> CuResult;
 type FnNodeType = unsafe extern "C" fn(Ptr, *mut c_uint) -> CuResult;
 type FnKernelSet = unsafe extern "C" fn(Ptr, *const KernelParams) -> CuResult;
 type FnExecKernelSet = unsafe extern "C" fn(Ptr, Ptr, *const KernelParams) -> CuResult;
+type FnAddHost = unsafe extern "C" fn(*mut Ptr, Ptr, Deps, usize, *const HostParams) -> CuResult;
+type FnHostSet = unsafe extern "C" fn(Ptr, *const HostParams) -> CuResult;
+type FnExecHostSet = unsafe extern "C" fn(Ptr, Ptr, *const HostParams) -> CuResult;
+type FnLaunchHost = unsafe extern "C" fn(Ptr, HostFn, *mut c_void) -> CuResult;
+type HostFn = unsafe extern "C" fn(*mut c_void);
+
+/// `CUDA_HOST_NODE_PARAMS`.
+#[repr(C)]
+struct HostParams {
+    func: HostFn,
+    data: *mut c_void,
+}
+
+/// The host function the driver calls for a client's host node: runs its
+/// hook, which has the client run the application's function and waits.
+unsafe extern "C" fn run_hook(data: *mut c_void) {
+    // SAFETY: `data` is a `HostHook` that `host_params` leaked: never freed.
+    let hook = unsafe { &*(data as *const HostHook) };
+    // A panic must not unwind into the driver.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.run()));
+}
+
+/// The driver keeps the user data of host nodes and host functions for as
+/// long as a graph (or any copy of it) may run: the hook is leaked. The
+/// core bounds how many one session makes (`MAX_HOST_CALLS`), and a session
+/// process ends with its client.
+fn host_params(hook: &HostHook) -> HostParams {
+    HostParams {
+        func: run_hook,
+        data: Box::into_raw(Box::new(hook.clone())).cast(),
+    }
+}
 
 /// `CUDA_KERNEL_NODE_PARAMS_v2`.
 #[repr(C)]
@@ -55,7 +88,8 @@ struct MemsetParams {
     height: usize,
 }
 
-/// `CUDA_MEMCPY3D`; pointer fields as integers (all null or device addresses here).
+/// `CUDA_MEMCPY3D`; pointer fields as integers (device addresses, or host
+/// mirrors of the session process).
 #[repr(C)]
 #[derive(Default)]
 struct Copy3D {
@@ -90,7 +124,8 @@ const _: () = assert!(std::mem::size_of::<KernelParams>() == 72);
 const _: () = assert!(std::mem::size_of::<MemsetParams>() == 40);
 const _: () = assert!(std::mem::size_of::<Copy3D>() == 200);
 
-/// `CU_MEMORYTYPE_DEVICE`.
+/// `CU_MEMORYTYPE_HOST`, `CU_MEMORYTYPE_DEVICE`.
+const HOST: c_uint = 1;
 const DEVICE: c_uint = 2;
 
 pub(crate) struct NodeDriver {
@@ -108,6 +143,10 @@ pub(crate) struct NodeDriver {
     node_type: Option<FnNodeType>,
     kernel_set: Option<FnKernelSet>,
     exec_kernel_set: Option<FnExecKernelSet>,
+    add_host: Option<FnAddHost>,
+    host_set: Option<FnHostSet>,
+    exec_host_set: Option<FnExecHostSet>,
+    launch_host: Option<FnLaunchHost>,
 }
 
 impl NodeDriver {
@@ -131,6 +170,10 @@ impl NodeDriver {
                 node_type: resolve(lib, &["cuGraphNodeGetType"]),
                 kernel_set: resolve(lib, &["cuGraphKernelNodeSetParams_v2"]),
                 exec_kernel_set: resolve(lib, &["cuGraphExecKernelNodeSetParams_v2"]),
+                add_host: resolve(lib, &["cuGraphAddHostNode"]),
+                host_set: resolve(lib, &["cuGraphHostNodeSetParams"]),
+                exec_host_set: resolve(lib, &["cuGraphExecHostNodeSetParams"]),
+                launch_host: resolve(lib, &["cuLaunchHostFunc"]),
             }
         }
     }
@@ -199,6 +242,11 @@ impl NodeDriver {
                 // SAFETY: as above; an event of this session.
                 unsafe { f(o, g, d, n, *e as Ptr) }
             }
+            NodeSpec::Host(hook) => {
+                let (f, p) = (need(self.add_host)?, host_params(hook));
+                // SAFETY: as above; `p` names `run_hook` and a leaked hook.
+                unsafe { f(o, g, d, n, &p) }
+            }
         };
         check(r)?;
         Ok(out as u64)
@@ -260,6 +308,29 @@ impl NodeDriver {
     }
 }
 
+impl NodeDriver {
+    /// A host node's function, of a graph or (`exec`) of an executable
+    /// graph's copy of the node.
+    pub(crate) fn host_set(&self, exec: Option<u64>, node: u64, hook: &HostHook) -> BResult<()> {
+        let p = host_params(hook);
+        // SAFETY: a host node (and executable graph) of this session; `p`
+        // names `run_hook` and a leaked hook.
+        check(unsafe {
+            match exec {
+                None => need(self.host_set)?(node as Ptr, &p),
+                Some(e) => need(self.exec_host_set)?(e as Ptr, node as Ptr, &p),
+            }
+        })
+    }
+
+    /// `cuLaunchHostFunc` on a stream of this session.
+    pub(crate) fn launch_host(&self, stream: u64, hook: &HostHook) -> BResult<()> {
+        let (f, p) = (need(self.launch_host)?, host_params(hook));
+        // SAFETY: a stream of this session; `run_hook` with a leaked hook.
+        check(unsafe { f(stream as Ptr, p.func, p.data) })
+    }
+}
+
 /// Runs `call` with the `CUDA_KERNEL_NODE_PARAMS_v2` of a kernel node:
 /// `kernelParams` into an aligned copy of the packed buffer when the layout
 /// is known, else the buffer as `extra` (as launches do).
@@ -312,16 +383,27 @@ fn memset_params(m: &MemsetNode) -> MemsetParams {
 }
 
 fn copy_params(c: &CopyNode) -> Copy3D {
-    let side = |s: &CopySide| (s.ptr, s.pitch as usize, s.rows as usize);
-    let (sp, spitch, srows) = side(&c.src);
-    let (dp, dpitch, drows) = side(&c.dst);
+    // A host side is a host mirror of the session process (checked by the
+    // core): the driver reads or writes it at replay.
+    let side = |s: &CopySide| {
+        let (kind, host, dev) = if s.host {
+            (HOST, s.ptr as usize, 0)
+        } else {
+            (DEVICE, 0, s.ptr)
+        };
+        (kind, host, dev, s.pitch as usize, s.rows as usize)
+    };
+    let (st, sh, sd, spitch, srows) = side(&c.src);
+    let (dt, dh, dd, dpitch, drows) = side(&c.dst);
     Copy3D {
-        src_type: DEVICE,
-        src_device: sp,
+        src_type: st,
+        src_host: sh,
+        src_device: sd,
         src_pitch: spitch,
         src_height: srows,
-        dst_type: DEVICE,
-        dst_device: dp,
+        dst_type: dt,
+        dst_host: dh,
+        dst_device: dd,
         dst_pitch: dpitch,
         dst_height: drows,
         width: c.width as usize,

@@ -117,6 +117,7 @@ fn size(v: u64) -> BResult<usize> {
     usize::try_from(v).map_err(|_| cu::INVALID_VALUE)
 }
 
+type FnMemcpyAsync = unsafe extern "C" fn(u64, u64, usize, *mut c_void) -> CuResult;
 type FnReserve = unsafe extern "C" fn(*mut u64, usize, usize, u64, u64) -> CuResult;
 type FnRange = unsafe extern "C" fn(u64, usize) -> CuResult;
 type FnCreate = unsafe extern "C" fn(*mut u64, usize, *const RawAllocProp, u64) -> CuResult;
@@ -178,6 +179,7 @@ pub(crate) struct MemDriver {
     alloc_pitch: Option<FnAllocPitch>,
     stream_sync: Option<FnSync>,
     host_register: Option<FnHostRegister>,
+    memcpy_async: Option<FnMemcpyAsync>,
     host_unregister: Option<FnHostUnregister>,
     host_device_ptr: Option<FnHostDevicePtr>,
 }
@@ -221,6 +223,7 @@ impl MemDriver {
                 alloc_pitch: resolve(lib, &["cuMemAllocPitch_v2"]),
                 stream_sync: resolve(lib, &["cuStreamSynchronize"]),
                 host_register: resolve(lib, &["cuMemHostRegister_v2", "cuMemHostRegister"]),
+                memcpy_async: resolve(lib, &["cuMemcpyAsync"]),
                 host_unregister: resolve(lib, &["cuMemHostUnregister"]),
                 host_device_ptr: resolve(lib, &["cuMemHostGetDevicePointer_v2"]),
             }
@@ -263,14 +266,21 @@ fn in_mirror<T>(
 }
 
 impl MemBackend for RealBackend {
-    fn host_mirror_create(&self, ctx: BackendCtx, addr: u64, data: &[u8]) -> BResult<()> {
+    fn host_mirror_create(
+        &self,
+        ctx: BackendCtx,
+        addr: u64,
+        size: u64,
+        data: &[u8],
+    ) -> BResult<()> {
         let (reg, unreg, dptr) = (
             need(self.md().host_register)?,
             need(self.md().host_unregister)?,
             need(self.md().host_device_ptr)?,
         );
-        let map = tf_isolation::FixedMapping::new(addr, data.len()).map_err(|e| {
-            tracing::warn!(addr, len = data.len(), "cannot mirror the client's host memory at its address in this session process: {e}; kernels cannot reach it");
+        let size = usize::try_from(size).map_err(|_| cu::INVALID_VALUE)?;
+        let map = tf_isolation::FixedMapping::new(addr, size).map_err(|e| {
+            tracing::warn!(addr, len = size, "cannot mirror the client's host memory at its address in this session process: {e}; kernels cannot reach it");
             cu::NOT_SUPPORTED
         })?;
         map.write(0, data).map_err(|_| cu::INVALID_VALUE)?;
@@ -303,6 +313,24 @@ impl MemBackend for RealBackend {
     fn host_mirror_read(&self, addr: u64, out: &mut [u8]) -> BResult<()> {
         let n = out.len();
         in_mirror(addr, n, |m, off| m.read(off, out))
+    }
+
+    fn host_mirror_copy(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        dst: u64,
+        src: u64,
+        size: u64,
+    ) -> BResult<()> {
+        let f = need(self.md().memcpy_async)?;
+        let n = usize::try_from(size).map_err(|_| cu::INVALID_VALUE)?;
+        self.cuda.in_ctx(ctx, || {
+            // SAFETY: one side is a registered mirror of this process, the
+            // other device memory of the session (both checked by the
+            // core); unified addressing tells the driver which is which.
+            check(unsafe { f(dst, src, n, stream as *mut c_void) })
+        })
     }
 
     fn host_mirror_drop(&self, ctx: BackendCtx, addr: u64, _len: u64) -> BResult<()> {

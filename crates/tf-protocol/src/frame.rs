@@ -15,7 +15,7 @@ use crate::ProtocolError;
 /// "TFP1" read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TFP1");
 /// Bumped on any incompatible change to framing or message layouts.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Size of the encoded header.
 pub const HEADER_LEN: usize = 24;
 /// Largest payload a peer accepts. Bulk copies are chunked below this so a

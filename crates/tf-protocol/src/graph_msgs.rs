@@ -145,11 +145,13 @@ mod tests {
                         ptr: 0x7f00,
                         pitch: 64,
                         rows: 2,
+                        host: true,
                     },
                     dst: CopySide {
                         ptr: 0x8f00,
                         pitch: 128,
                         rows: 2,
+                        host: false,
                     },
                     width: 64,
                     height: 2,

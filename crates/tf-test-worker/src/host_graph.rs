@@ -55,6 +55,9 @@ enum Work {
     Empty,
     Record(u64),
     Wait(u64),
+    /// A host node: runs the client's function (through the worker core's
+    /// hook, as a GPU's host node does).
+    Host(tf_worker_core::host_calls::HostHook),
 }
 
 impl Work {
@@ -157,6 +160,35 @@ impl HostBackend {
         }
     }
 
+    /// One row of a copy node: device memory, or a host mirror on a side
+    /// marked `host` (the client's pinned memory at its address).
+    fn copy_row(
+        &self,
+        ctx: BackendCtx,
+        dst: &tf_protocol::graph_msgs::CopySide,
+        to: u64,
+        src: &tf_protocol::graph_msgs::CopySide,
+        from: u64,
+        n: u64,
+    ) -> BResult<()> {
+        if !dst.host && !src.host {
+            return self.memcpy_dtod(ctx, to, from, n);
+        }
+        let mut buf = vec![0u8; usize::try_from(n).map_err(|_| cu::INVALID_VALUE)?];
+        if src.host {
+            self.mem
+                .in_mirror(from, buf.len(), |m| buf.copy_from_slice(m))?;
+        } else {
+            self.memcpy_dtoh(ctx, &mut buf, from)?;
+        }
+        if dst.host {
+            self.mem
+                .in_mirror(to, buf.len(), |m| m.copy_from_slice(&buf))
+        } else {
+            self.memcpy_htod(ctx, to, &buf)
+        }
+    }
+
     /// Performs one node on `stream`.
     fn perform(&self, ctx: BackendCtx, stream: u64, work: &Work) -> BResult<()> {
         match work {
@@ -200,9 +232,13 @@ impl HostBackend {
                         let row = |s: &tf_protocol::graph_msgs::CopySide| {
                             s.ptr + z * s.pitch * s.rows + y * s.pitch
                         };
-                        self.memcpy_dtod(ctx, row(&c.dst), row(&c.src), c.width)?;
+                        self.copy_row(ctx, &c.dst, row(&c.dst), &c.src, row(&c.src), c.width)?;
                     }
                 }
+                Ok(())
+            }
+            Work::Host(hook) => {
+                hook.run();
                 Ok(())
             }
             Work::Empty => Ok(()),
@@ -384,6 +420,7 @@ impl GraphBackend for HostBackend {
             NodeSpec::Empty => Work::Empty,
             NodeSpec::EventRecord(e) => Work::Record(*e),
             NodeSpec::EventWait(e) => Work::Wait(*e),
+            NodeSpec::Host(h) => Work::Host((*h).clone()),
         };
         self.check_work(&work)?;
         let mut t = self.graph.t();
@@ -433,6 +470,7 @@ impl GraphBackend for HostBackend {
                     Work::Empty => 5,
                     Work::Wait(_) => 6,
                     Work::Record(_) => 7,
+                    Work::Host(_) => 3,
                 };
                 (*n, kind)
             })
@@ -470,6 +508,43 @@ impl GraphBackend for HostBackend {
         match e.steps.iter_mut().find(|(n, _)| *n == node) {
             Some((_, w @ Work::Kernel { .. })) => {
                 *w = work;
+                Ok(())
+            }
+            _ => Err(cu::INVALID_VALUE),
+        }
+    }
+    fn launch_host_func(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        hook: &tf_worker_core::host_calls::HostHook,
+    ) -> BResult<()> {
+        self.check_ctx(ctx)?;
+        self.exec.check_stream(stream)?;
+        // Work here happens at once, captured or not (see the module docs).
+        hook.run();
+        Ok(())
+    }
+    fn host_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        exec: Option<u64>,
+        node: u64,
+        hook: &tf_worker_core::host_calls::HostHook,
+    ) -> BResult<()> {
+        self.check_ctx(ctx)?;
+        let mut t = self.graph.t();
+        let w = match exec {
+            None => t.nodes.get_mut(&node).map(|(_, w)| w),
+            Some(e) => t
+                .execs
+                .get_mut(&e)
+                .and_then(|e| e.steps.iter_mut().find(|(n, _)| *n == node))
+                .map(|(_, w)| w),
+        };
+        match w {
+            Some(w @ Work::Host(_)) => {
+                *w = Work::Host(hook.clone());
                 Ok(())
             }
             _ => Err(cu::INVALID_VALUE),

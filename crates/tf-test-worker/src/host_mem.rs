@@ -60,10 +60,45 @@ impl HostMem {
 }
 
 impl MemBackend for HostBackend {
-    fn host_mirror_create(&self, ctx: BackendCtx, addr: u64, data: &[u8]) -> BResult<()> {
+    fn host_mirror_create(
+        &self,
+        ctx: BackendCtx,
+        addr: u64,
+        size: u64,
+        data: &[u8],
+    ) -> BResult<()> {
         self.check_ctx(ctx)?;
-        self.mem.t().mirrors.insert(addr, data.to_vec());
+        let mut m = vec![0u8; usize::try_from(size).map_err(|_| cu::INVALID_VALUE)?];
+        m.get_mut(..data.len())
+            .ok_or(cu::INVALID_VALUE)?
+            .copy_from_slice(data);
+        self.mem.t().mirrors.insert(addr, m);
         Ok(())
+    }
+
+    fn host_mirror_copy(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        dst: u64,
+        src: u64,
+        size: u64,
+    ) -> BResult<()> {
+        self.check_ctx(ctx)?;
+        self.exec.check_stream(stream)?;
+        let n = usize::try_from(size).map_err(|_| cu::INVALID_VALUE)?;
+        let mut buf = vec![0u8; n];
+        // Work here happens at once: the side in a mirror is the host one.
+        if self
+            .mem
+            .in_mirror(src, n, |m| buf.copy_from_slice(m))
+            .is_ok()
+        {
+            self.memcpy_htod(ctx, dst, &buf)
+        } else {
+            self.memcpy_dtoh(ctx, &mut buf, src)?;
+            self.mem.in_mirror(dst, n, |m| m.copy_from_slice(&buf))
+        }
     }
 
     fn host_mirror_write(&self, addr: u64, data: &[u8]) -> BResult<()> {

@@ -34,6 +34,46 @@ fn graphs_shmem() {
     full(&w, Inject::LibraryPath);
 }
 
+/// Copy nodes with pinned host sides read and write the worker's mirrors of
+/// them; a host node has this process run its function in graph order (the
+/// values it writes reach a later copy node); per-node updates of host
+/// nodes, of the graph and of an executable graph.
+#[test]
+fn host_nodes_and_pinned_copy_nodes() {
+    let w = Worker::native(&[]);
+    assert_pass(&run(
+        graphs(&w, Inject::LibraryPath, &["host"]),
+        Duration::from_secs(120),
+    ));
+    let w = Worker::shmem(64, &[]);
+    assert_pass(&run(
+        graphs(&w, Inject::LibraryPath, &["host"]),
+        Duration::from_secs(120),
+    ));
+}
+
+/// A client that exits inside a host node's function (the worker's graph
+/// waits for it) ends only its session: the worker releases the node and
+/// serves the next client.
+#[test]
+fn a_client_gone_inside_a_host_node_leaves_the_worker_serving() {
+    for w in [Worker::native(&[]), Worker::shmem(64, &[])] {
+        let o = run(
+            graphs(&w, Inject::LibraryPath, &["hostexit"]),
+            Duration::from_secs(60),
+        );
+        assert!(
+            text(&o).contains("exiting inside a host node") && o.status.success(),
+            "{}",
+            text(&o)
+        );
+        assert_pass(&run(
+            graphs(&w, Inject::LibraryPath, &["host"]),
+            Duration::from_secs(60),
+        ));
+    }
+}
+
 /// A client names the graph, node and executable graph of another client
 /// that holds them: every use is refused, and the holder is unaffected.
 #[test]

@@ -79,6 +79,8 @@ pub enum NodeSpec<'a> {
     Empty,
     EventRecord(u64),
     EventWait(u64),
+    /// A host node: the hook asks the client to run its function.
+    Host(&'a crate::host_calls::HostHook),
 }
 
 impl NodeSpec<'_> {
@@ -91,6 +93,7 @@ impl NodeSpec<'_> {
             NodeSpec::Empty => node_type::EMPTY,
             NodeSpec::EventRecord(_) => node_type::EVENT_RECORD,
             NodeSpec::EventWait(_) => node_type::WAIT_EVENT,
+            NodeSpec::Host(_) => node_type::HOST,
         }
     }
 }
@@ -182,6 +185,26 @@ pub trait GraphBackend {
         exec: u64,
         node: u64,
         k: &KernelSpec<'_>,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    /// `cuLaunchHostFunc` running `hook` (on a capturing stream: a host node).
+    fn launch_host_func(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        hook: &crate::host_calls::HostHook,
+    ) -> BResult<()> {
+        unsupported()
+    }
+    /// A host node's function, of a graph or (`exec`) of an executable
+    /// graph's copy of the node.
+    fn host_node_set_params(
+        &self,
+        ctx: BackendCtx,
+        exec: Option<u64>,
+        node: u64,
+        hook: &crate::host_calls::HostHook,
     ) -> BResult<()> {
         unsupported()
     }
@@ -505,5 +528,45 @@ impl GraphCalls for Session {
         kernel: tf_protocol::graph_msgs::KernelNode<'_>,
     ) -> Outcome {
         reply(nodes::set_kernel(self, Some(exec), node, &kernel))
+    }
+
+    fn add_host_node(&mut self, graph: u64, node: u64, deps: Vec<u64>, call: u64) -> Outcome {
+        reply((|| {
+            let hook = self.host_hook(call)?;
+            nodes::add(self, None, graph, node, &deps, NodeSpec::Host(&hook))
+        })())
+    }
+
+    fn launch_host_func(&mut self, ctx: u64, stream: u64, call: u64) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            let (c, st) = resolve_stream(self, ctx, stream, None)?;
+            let hook = self.host_hook(call)?;
+            w.backend().launch_host_func(c, st, &hook)
+        })())
+    }
+
+    fn host_node_set_params(&mut self, exec: u64, node: u64, call: u64) -> Outcome {
+        reply((|| {
+            let n = nodes::node(self, node)?;
+            if n.kind != node_type::HOST {
+                return Err(cu::INVALID_VALUE);
+            }
+            let (_, c) = find_graph(self, n.graph)?;
+            let real_exec = match exec {
+                0 => None,
+                e => {
+                    let (real, _) = find_exec(self, e)?;
+                    if self.graph.exec_graph.get(&e) != Some(&n.graph) {
+                        return Err(cu::INVALID_VALUE);
+                    }
+                    Some(real)
+                }
+            };
+            let hook = self.host_hook(call)?;
+            self.worker
+                .backend()
+                .host_node_set_params(c, real_exec, n.real, &hook)
+        })())
     }
 }

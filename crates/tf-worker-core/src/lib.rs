@@ -8,6 +8,7 @@ pub mod cli;
 pub mod ctx;
 pub mod exec;
 pub mod graph;
+pub mod host_calls;
 pub mod mem;
 pub mod nvml;
 pub mod session;

@@ -173,9 +173,30 @@ pub trait MemBackend {
         unsupported()
     }
     /// Mapped host memory: host memory of this process at exactly
-    /// `[addr, addr + data.len())` (page-aligned, not in use), holding `data`,
-    /// registered with the driver so that kernels reach it at that address.
-    fn host_mirror_create(&self, ctx: BackendCtx, addr: u64, data: &[u8]) -> BResult<()> {
+    /// `[addr, addr + size)` (page-aligned, not in use), starting with
+    /// `data` (zeros after it), registered with the driver so that kernels
+    /// and copies reach it at that address.
+    fn host_mirror_create(
+        &self,
+        ctx: BackendCtx,
+        addr: u64,
+        size: u64,
+        data: &[u8],
+    ) -> BResult<()> {
+        unsupported()
+    }
+    /// A stream-ordered copy of `size` bytes between a host mirror and
+    /// device memory (both checked by the caller), as `cuMemcpyAsync`
+    /// does it with unified addressing; on a capturing stream it becomes a
+    /// copy node naming the mirror.
+    fn host_mirror_copy(
+        &self,
+        ctx: BackendCtx,
+        stream: u64,
+        dst: u64,
+        src: u64,
+        size: u64,
+    ) -> BResult<()> {
         unsupported()
     }
     /// Writes `data` at `addr`, inside a mirror this backend created.
@@ -193,7 +214,7 @@ pub trait MemBackend {
 }
 
 /// `[addr, addr + len)` lies inside one of the session's host mirrors.
-fn mirror_span(s: &Session, addr: u64, len: u64) -> Result<(), Status> {
+pub(crate) fn mirror_span(s: &Session, addr: u64, len: u64) -> Result<(), Status> {
     let end = addr.checked_add(len).ok_or(cu::INVALID_VALUE)?;
     match s.mem.mirrors.range(..=addr).next_back() {
         Some((start, (n, _))) if end <= start + n => Ok(()),
@@ -201,8 +222,10 @@ fn mirror_span(s: &Session, addr: u64, len: u64) -> Result<(), Status> {
     }
 }
 
-/// Most bytes of host mirrors one session keeps.
-const MAX_MIRRORED: u64 = 16 << 20;
+/// Most bytes of host mirrors one session keeps (pinned memory of the
+/// worker's host: kernels' flags are small, graph copies name whole
+/// staging buffers).
+const MAX_MIRRORED: u64 = 256 << 20;
 
 /// A physical allocation of this session.
 #[derive(Debug, Clone, Copy)]
@@ -467,7 +490,7 @@ impl MemCalls for Session {
         }
     }
 
-    fn host_mirror(&mut self, ctx: u64, addr: u64, data: &[u8]) -> Outcome {
+    fn host_mirror(&mut self, ctx: u64, addr: u64, size: u64, data: &[u8]) -> Outcome {
         let w = Arc::clone(&self.worker);
         reply((|| {
             // Only a session's own process may place memory at the client's
@@ -476,8 +499,9 @@ impl MemCalls for Session {
                 return Err(cu::NOT_SUPPORTED);
             }
             let c = self.ctx(ctx)?;
-            let len = data.len() as u64;
+            let len = size;
             if len == 0
+                || data.len() as u64 > len
                 || data.len() > tf_protocol::mem_msgs::MAX_HOST_MIRROR
                 || !addr.is_multiple_of(4096)
                 || addr.checked_add(len).is_none()
@@ -497,7 +521,7 @@ impl MemCalls for Session {
             if overlaps {
                 return Err(cu::INVALID_VALUE);
             }
-            w.backend().host_mirror_create(c, addr, data)?;
+            w.backend().host_mirror_create(c, addr, len, data)?;
             self.mem.mirrors.insert(addr, (len, c));
             Ok(())
         })())
@@ -517,6 +541,44 @@ impl MemCalls for Session {
             self.worker.backend().host_mirror_read(addr, &mut out)?;
             Ok(tf_protocol::mem_msgs::HostBytes(out))
         })())
+    }
+
+    fn host_mirror_copy(
+        &mut self,
+        ctx: u64,
+        stream: u64,
+        dst: u64,
+        src: u64,
+        size: u64,
+    ) -> Outcome {
+        let w = Arc::clone(&self.worker);
+        reply((|| {
+            self.take_deferred()?;
+            if size == 0 {
+                return Err(cu::INVALID_VALUE);
+            }
+            // One side in a mirror of this session, the other in its device
+            // memory: nothing else of the session process is reachable.
+            let dst_mirror = mirror_span(self, dst, size).is_ok();
+            if dst_mirror {
+                self.check_range(src, size)?;
+            } else {
+                mirror_span(self, src, size)?;
+                self.check_range(dst, size)?;
+            }
+            let (c, st) = crate::exec::resolve_stream(self, ctx, stream, None)?;
+            w.backend().host_mirror_copy(c, st, dst, src, size)
+        })())
+    }
+
+    fn host_call_done(&mut self, id: u64) -> Outcome {
+        // The connection loop consumes these while a host call is out; one
+        // reaching the session answers nothing that was asked.
+        self.worker.warn_limited(&format!(
+            "session {}: the client finished host function {id}, which was not called",
+            self.id
+        ));
+        Outcome::Silent
     }
 
     fn host_mirror_drop(&mut self, addr: u64) -> Outcome {

@@ -62,6 +62,10 @@ pub struct Session {
     anchors: HashMap<i32, BackendCtx>,
     /// `TF_CALL_STATS`: time spent per request, logged when the session ends.
     stats: crate::stats::CallStats,
+    /// Host nodes' way back to the client, from the first host node on
+    /// (`crate::host_calls`); the receiver until the connection loop takes it.
+    host_calls: Option<Arc<crate::host_calls::HostCalls>>,
+    host_events: Option<std::sync::mpsc::Receiver<crate::host_calls::Event>>,
 }
 
 impl Session {
@@ -84,7 +88,36 @@ impl Session {
             graph: Default::default(),
             anchors: HashMap::new(),
             stats: Default::default(),
+            host_calls: None,
+            host_events: None,
         }
+    }
+
+    /// A hook that runs the client's host function `id` (see
+    /// `crate::host_calls`); the first one switches the session over.
+    pub(crate) fn host_hook(&mut self, id: u64) -> Result<crate::host_calls::HostHook, Status> {
+        let calls = match &self.host_calls {
+            Some(c) => Arc::clone(c),
+            None => {
+                let (c, rx) = crate::host_calls::HostCalls::new();
+                self.host_calls = Some(Arc::clone(&c));
+                self.host_events = Some(rx);
+                c
+            }
+        };
+        calls.hook(id)
+    }
+
+    /// Once, after the first host node: what the connection loop needs to
+    /// serve the session in two threads.
+    pub(crate) fn host_calls_begun(
+        &mut self,
+    ) -> Option<(
+        Arc<crate::host_calls::HostCalls>,
+        std::sync::mpsc::Receiver<crate::host_calls::Event>,
+    )> {
+        let rx = self.host_events.take()?;
+        Some((Arc::clone(self.host_calls.as_ref()?), rx))
     }
 
     /// Handles one frame. Malformed requests get `CUDA_ERROR_INVALID_VALUE`

@@ -419,33 +419,65 @@ fn may_print(opcode: u32) -> bool {
 /// excess is dropped (counted), never blocking the driver's write.
 pub const OUTPUT_BUFFER: usize = 4 << 20;
 
+/// Sends an answer, preceded by the device output printed since the last
+/// one when the request is one after which the driver may have printed.
+pub(crate) fn send_answer(
+    worker: &Worker,
+    session: u64,
+    conn: &mut Connection,
+    h: FrameHeader,
+    payload: &[u8],
+) -> Result<(), tf_transport::TransportError> {
+    if worker.output.get().is_some() && may_print(h.opcode) {
+        send_output(worker, session, conn)?;
+    }
+    let rh = FrameHeader {
+        flags: FLAG_RESPONSE,
+        opcode: h.opcode,
+        length: 0,
+        request_id: h.request_id,
+    };
+    conn.send(rh, &[payload])
+}
+
+/// A device-to-host answer as a plain reply (status, then the bytes), for
+/// a connection loop that does not execute requests itself
+/// (`crate::host_calls`).
+pub(crate) fn materialize(worker: &Worker, out: Outcome) -> Outcome {
+    let Outcome::DeviceToHost { ctx, src, size } = out else {
+        return out;
+    };
+    let mut buf = vec![0u8; 4 + size];
+    let (status, data) = buf.split_at_mut(4);
+    let mut s = worker
+        .backend()
+        .memcpy_dtoh(ctx, data, src)
+        .err()
+        .unwrap_or(0);
+    if worker.output.get().is_some_and(|c| c.pending()) {
+        s |= DATA_OUTPUT_FOLLOWS;
+    }
+    status.copy_from_slice(&s.to_le_bytes());
+    Outcome::Reply(buf)
+}
+
 /// Serves one client connection until it closes, then frees its resources.
 pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
     let peer = conn.describe();
     let mut session = Session::new(worker, peer.clone());
-    let capture = session.worker.output.get().is_some();
     loop {
-        let outcome = conn.recv(|h, payload| (h, session.handle(h, payload)));
-        if capture
-            && matches!(
-                outcome,
-                Ok((h, Outcome::Reply(_) | Outcome::DeviceToHost { .. })) if may_print(h.opcode)
-            )
-        {
-            if let Err(e) = send_output(&session.worker, session.id, &mut conn) {
-                tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
-                break;
-            }
+        if let Some((calls, events)) = session.host_calls_begun() {
+            // The session has host nodes from now on (`crate::host_calls`).
+            tracing::debug!(
+                session = session.id,
+                "host nodes: requests now run beside the connection loop"
+            );
+            return crate::host_calls::serve_split(session, conn, calls, events);
         }
+        let outcome = conn.recv(|h, payload| (h, session.handle(h, payload)));
         match outcome {
             Ok((h, Outcome::Reply(payload))) => {
-                let rh = FrameHeader {
-                    flags: FLAG_RESPONSE,
-                    opcode: h.opcode,
-                    length: 0,
-                    request_id: h.request_id,
-                };
-                if let Err(e) = conn.send(rh, &[&payload]) {
+                if let Err(e) = send_answer(&session.worker, session.id, &mut conn, h, &payload) {
                     tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
                     break;
                 }
@@ -458,6 +490,12 @@ pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
                     request_id: h.request_id,
                 };
                 let worker = &session.worker;
+                if worker.output.get().is_some() && may_print(h.opcode) {
+                    if let Err(e) = send_output(worker, session.id, &mut conn) {
+                        tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
+                        break;
+                    }
+                }
                 let sent = conn.send_with(rh, 4 + size, |buf| {
                     let (status, data) = buf.split_at_mut(4);
                     let mut s = worker

@@ -1,5 +1,5 @@
 //! Explicit graph building (issue 3): `cuGraphCreate`, `cuGraphClone`,
-//! `cuGraphAdd{Kernel,Memset,Memcpy,Empty,EventRecord,EventWait}Node`,
+//! `cuGraphAdd{Kernel,Memset,Memcpy,Empty,EventRecord,EventWait,Host}Node`,
 //! `cuGraphAddDependencies`, `cuGraphGetNodes`, `cuGraphNodeGetType` and
 //! kernel node parameters (of a graph, or of an executable graph).
 //!
@@ -19,13 +19,15 @@
 //! (`exec::pack`, by the layout cached with the function), so a node's
 //! parameters are copied at the call, as the driver copies them.
 //!
-//! Refused: copies touching host memory (`CUDA_ERROR_NOT_SUPPORTED`, logged):
-//! a graph replays on the worker, later, where the application's host
-//! memory does not exist; a unified address counts as host memory when it is
-//! pinned memory this client tracks, and any other address must be the
-//! client's device memory (else `CUDA_ERROR_INVALID_VALUE` from the worker).
-//! Host nodes (`cuGraphAddHostNode`) likewise: the worker cannot call into
-//! the application at an arbitrary point of a replay.
+//! Host memory (see `crate::graph`): a copy node's pinned side names the
+//! range's mirror in the session process; pageable host memory is refused
+//! (`CUDA_ERROR_NOT_SUPPORTED`, logged), and so is a pinned side running
+//! past its range. A unified address counts as host memory when it is
+//! pinned memory this client tracks; any other address must be the
+//! client's device memory (else `CUDA_ERROR_INVALID_VALUE` from the
+//! worker). Host nodes run the application's function here when the
+//! replay reaches them (ids minted by `crate::graph::host_fn_id`); their
+//! parameters are kept here for `cuGraphHostNodeGetParams`.
 
 use std::collections::HashMap;
 use std::ffi::{c_uint, c_void};
@@ -371,20 +373,29 @@ unsafe extern "C" fn cu_graph_add_memset_node(
     })
 }
 
-fn device_side(s: &Side) -> Result<CopySide, CUresult> {
-    if s.host {
-        tracing::warn!(
-            "cuGraphAddMemcpyNode: a copy node touching host memory is not supported through \
-             tensor-fusion (the graph replays on the worker, where this process's memory does \
-             not exist); copy to or from the host on a stream after the graph instead"
-        );
-        return Err(cu::NOT_SUPPORTED);
-    }
-    Ok(CopySide {
+/// A copy node's side on the wire: device memory as it is; pinned host
+/// memory through its mirror in the session process (`crate::mapped`,
+/// `writes`: the node writes it), the whole extent checked to lie in one
+/// pinned range.
+fn copy_side(s: &Side, extent: (u64, u64, u64), writes: bool) -> Result<CopySide, CUresult> {
+    let side = CopySide {
         ptr: s.addr,
         pitch: s.pitch,
         rows: s.slice_rows,
-    })
+        host: s.host,
+    };
+    if s.host {
+        let (w, h, d) = extent;
+        let bytes = s
+            .pitch
+            .checked_mul(s.slice_rows)
+            .and_then(|slice| slice.checked_mul(d.saturating_sub(1)))
+            .and_then(|v| v.checked_add(s.pitch.checked_mul(h.saturating_sub(1))?))
+            .and_then(|v| v.checked_add(w))
+            .ok_or(cu::INVALID_VALUE)?;
+        crate::mapped::for_graph(current_ctx()?, s.addr, bytes, writes)?;
+    }
+    Ok(side)
 }
 
 unsafe extern "C" fn cu_graph_add_memcpy_node(
@@ -398,10 +409,11 @@ unsafe extern "C" fn cu_graph_add_memcpy_node(
     guard(|| {
         let graph = graph_arg(g)?;
         let deps = nodes(deps, nd)?;
-        let (src, dst, (width, height, depth)) = sides_3d(p)?;
+        let (src, dst, extent) = sides_3d(p)?;
+        let (width, height, depth) = extent;
         let copy = CopyNode {
-            src: device_side(&src)?,
-            dst: device_side(&dst)?,
+            src: copy_side(&src, extent, false)?,
+            dst: copy_side(&dst, extent, true)?,
             width,
             height,
             depth,
@@ -482,21 +494,123 @@ unsafe extern "C" fn cu_graph_add_event_wait_node(
     guard(|| add_event(n, g, deps, nd, e, false))
 }
 
-/// See the module docs.
+/// `CUDA_HOST_NODE_PARAMS`.
+#[repr(C)]
+struct RawHostParams {
+    f: Option<unsafe extern "C" fn(*mut c_void)>,
+    data: *mut c_void,
+}
+
+fn host_params(p: *const RawHostParams) -> Result<crate::graph::HostFn, CUresult> {
+    if p.is_null() {
+        return Err(cu::INVALID_VALUE);
+    }
+    // SAFETY: non-null; a readable CUDA_HOST_NODE_PARAMS (the API contract).
+    let p = unsafe { &*p };
+    Ok(crate::graph::HostFn {
+        f: p.f.ok_or(cu::INVALID_VALUE)?,
+        data: p.data,
+    })
+}
+
+/// Host nodes' functions, by node id (`cuGraphHostNodeGetParams`).
+static HOST_NODES: Mutex<Vec<(u64, crate::graph::HostFn)>> = Mutex::new(Vec::new());
+
+fn host_nodes() -> MutexGuard<'static, Vec<(u64, crate::graph::HostFn)>> {
+    HOST_NODES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn note_host_node(node: u64, f: crate::graph::HostFn) {
+    let mut g = host_nodes();
+    match g.iter_mut().find(|(n, _)| *n == node) {
+        Some(e) => e.1 = f,
+        None => g.push((node, f)),
+    }
+}
+
+/// See the module docs: at replay the worker's node has this process run
+/// the function (`crate::graph`).
 unsafe extern "C" fn cu_graph_add_host_node(
-    _n: *mut Handle,
-    _g: Handle,
-    _deps: *const Handle,
-    _nd: usize,
-    _p: *const c_void,
+    n: *mut Handle,
+    g: Handle,
+    deps: *const Handle,
+    nd: usize,
+    p: *const RawHostParams,
 ) -> CUresult {
     guard(|| {
-        tracing::warn!(
-            "cuGraphAddHostNode: host nodes are not supported through tensor-fusion (the graph \
-             replays on the worker, which cannot call into this process mid-graph); call the \
-             host function on a stream after the graph (cuLaunchHostFunc) instead"
-        );
-        Err(cu::NOT_SUPPORTED)
+        let graph = graph_arg(g)?;
+        let deps = nodes(deps, nd)?;
+        let f = host_params(p)?;
+        let call = crate::graph::host_fn_id(f);
+        let node = add(n, |node| GraphRequest::AddHostNode {
+            graph,
+            node,
+            deps,
+            call,
+        })?;
+        note_host_node(node, f);
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn cu_graph_host_node_get_params(
+    node: Handle,
+    p: *mut RawHostParams,
+) -> CUresult {
+    guard(|| {
+        let node = node_arg(node)?;
+        if p.is_null() {
+            return Err(cu::INVALID_VALUE);
+        }
+        let f = host_nodes()
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|(_, f)| *f)
+            .ok_or(cu::INVALID_VALUE)?;
+        // SAFETY: non-null; a writable CUDA_HOST_NODE_PARAMS (the API contract).
+        unsafe {
+            p.write(RawHostParams {
+                f: Some(f.f),
+                data: f.data,
+            })
+        };
+        Ok(())
+    })
+}
+
+fn set_host_params(exec: u64, node: Handle, p: *const RawHostParams) -> Result<(), CUresult> {
+    let node = node_arg(node)?;
+    let f = host_params(p)?;
+    let id = crate::graph::host_fn_id(f);
+    call::<()>(GraphRequest::HostNodeSetParams {
+        exec,
+        node,
+        call: id,
+    })?;
+    if exec == 0 {
+        note_host_node(node, f);
+    }
+    Ok(())
+}
+
+unsafe extern "C" fn cu_graph_host_node_set_params(
+    node: Handle,
+    p: *const RawHostParams,
+) -> CUresult {
+    guard(|| set_host_params(0, node, p))
+}
+
+unsafe extern "C" fn cu_graph_exec_host_node_set_params(
+    e: Handle,
+    node: Handle,
+    p: *const RawHostParams,
+) -> CUresult {
+    guard(|| {
+        let exec = e as u64;
+        if !handle::is(handle::GRAPH_EXEC, exec) {
+            return Err(cu::INVALID_VALUE);
+        }
+        set_host_params(exec, node, p)
     })
 }
 
@@ -715,6 +829,18 @@ pub(super) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
             cu_graph_add_event_wait_node as Entry,
         ),
         (c::cuGraphAddHostNode, cu_graph_add_host_node as Entry),
+        (
+            c::cuGraphHostNodeGetParams,
+            cu_graph_host_node_get_params as Entry,
+        ),
+        (
+            c::cuGraphHostNodeSetParams,
+            cu_graph_host_node_set_params as Entry,
+        ),
+        (
+            c::cuGraphExecHostNodeSetParams,
+            cu_graph_exec_host_node_set_params as Entry,
+        ),
         (
             c::cuGraphAddDependencies,
             cu_graph_add_dependencies_v1 as Entry,

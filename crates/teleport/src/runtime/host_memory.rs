@@ -111,8 +111,9 @@ fn host_range_gone(start: u64, x: &Range) {
     HOST.fetch_sub(1, Ordering::Relaxed);
     if is_small_host(x) {
         SMALL_HOST.fetch_sub(1, Ordering::Relaxed);
-        crate::mapped::forget(start);
     }
+    // Small ranges may be mirrored for kernels, any for graph copies.
+    crate::mapped::forget(start);
 }
 
 /// Whether any small host range exists (see `crate::mapped`).
@@ -128,6 +129,15 @@ pub(crate) fn small_host_range(p: u64, max: u64) -> Option<(u64, u64)> {
     }
     let (start, x) = find(p)?;
     (x.kind != Kind::Device && x.size <= max && x.size > 0 && start.is_multiple_of(4096))
+        .then_some((start, x.size))
+}
+
+/// The page-aligned pinned or registered range holding all of
+/// `[p, p + len)`, as `(start, size)`: one that can be mirrored.
+pub(crate) fn host_range_of(p: u64, len: u64) -> Option<(u64, u64)> {
+    let end = p.checked_add(len)?;
+    let (start, x) = find(p)?;
+    (x.kind != Kind::Device && end <= start + x.size && start.is_multiple_of(4096))
         .then_some((start, x.size))
 }
 

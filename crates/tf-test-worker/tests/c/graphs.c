@@ -4,6 +4,10 @@
  * dependency order. The same graph shape on a GPU: tests/gpu/cuda/graphs.cu.
  *
  * usage: graphs full           build, launch, update, clone, refuse; "PASS ..."
+ *        graphs host           copy nodes with pinned host sides and host
+ *                              nodes (run in this process, in graph order)
+ *        graphs hostexit       the process exits inside a host node's
+ *                              function (the worker must not be stuck)
  *        graphs hold           build a graph; print "holding GRAPH NODE EXEC"
  *                              (its ids); sleep (killed by the test)
  *        graphs foreign G N E  another client's ids: every use is refused
@@ -97,6 +101,9 @@ FN(CUresult, cuGraphInstantiateWithFlags, (CUgraphExec *, CUgraph, unsigned long
 FN(CUresult, cuGraphLaunch, (CUgraphExec, CUstream))
 FN(CUresult, cuGraphExecUpdate_v2, (CUgraphExec, CUgraph, UpdateInfo *))
 FN(CUresult, cuGraphExecDestroy, (CUgraphExec))
+FN(CUresult, cuGraphHostNodeGetParams, (CUgraphNode, HostParams *))
+FN(CUresult, cuGraphHostNodeSetParams, (CUgraphNode, const HostParams *))
+FN(CUresult, cuGraphExecHostNodeSetParams, (CUgraphExec, CUgraphNode, const HostParams *))
 
 static void load(void) {
     cuda = dlopen("libcuda.so.1", RTLD_NOW);
@@ -112,7 +119,8 @@ static void load(void) {
     LOAD(cuGraphGetNodes); LOAD(cuGraphNodeGetType); LOAD(cuGraphKernelNodeGetParams_v2);
     LOAD(cuGraphKernelNodeSetParams_v2); LOAD(cuGraphExecKernelNodeSetParams_v2);
     LOAD(cuGraphInstantiateWithFlags); LOAD(cuGraphLaunch); LOAD(cuGraphExecUpdate_v2);
-    LOAD(cuGraphExecDestroy);
+    LOAD(cuGraphExecDestroy); LOAD(cuGraphHostNodeGetParams); LOAD(cuGraphHostNodeSetParams);
+    LOAD(cuGraphExecHostNodeSetParams);
 }
 
 #define CHECK(call)                                                            \
@@ -265,19 +273,21 @@ static void refusals(CUgraph g, CUgraphNode nodes[7]) {
     Memcpy3D cp = copy_x_to_y();
     cp.srcDevice = 0x10000;
     EXPECT_RC(INVALID_VALUE, cuGraphAddMemcpyNode(&nd, other, NULL, 0, &cp, NULL));
-    /* Host memory in a graph: refused by design (the graph replays on the worker). */
+    /* Pageable host memory in a graph: refused (the graph replays on the
+     * worker, which reaches only pinned memory, through its mirror). */
     static int host[N];
     cp = copy_x_to_y();
     cp.srcMemoryType = HOST; cp.srcHost = host; cp.srcDevice = 0;
     EXPECT_RC(NOT_SUPPORTED, cuGraphAddMemcpyNode(&nd, other, NULL, 0, &cp, NULL));
+    /* Pinned memory, but the copy runs past its end. */
     void *pinned = NULL;
-    CHECK(cuMemAllocHost_v2(&pinned, N * 4));
+    CHECK(cuMemAllocHost_v2(&pinned, 2048));
     cp = copy_x_to_y();
-    cp.dstMemoryType = 4 /* unified */; cp.dstDevice = (CUdeviceptr)(uintptr_t)pinned;
+    cp.dstMemoryType = HOST; cp.dstHost = pinned; cp.dstDevice = 0;
     EXPECT_RC(NOT_SUPPORTED, cuGraphAddMemcpyNode(&nd, other, NULL, 0, &cp, NULL));
     CHECK(cuMemFreeHost(pinned));
     HostParams hp = {NULL, NULL};
-    EXPECT_RC(NOT_SUPPORTED, cuGraphAddHostNode(&nd, other, NULL, 0, &hp));
+    EXPECT_RC(INVALID_VALUE, cuGraphAddHostNode(&nd, other, NULL, 0, &hp));
     /* Nothing failed half-way: the other graph is still empty. */
     size_t count = 99;
     CHECK(cuGraphGetNodes(other, NULL, &count));
@@ -373,10 +383,145 @@ static void full(void) {
            "node types and lists, exec and graph kernel node updates, clone, refusals\n", rr);
 }
 
+/* Host nodes and pinned copy nodes: hin → x (host-to-device node); x = x * 3 + 1;
+ * x → hout (device-to-host node); host node: sum hout, hnext = hout + 1;
+ * hnext → y (host-to-device node, after the host node). */
+static int *hin, *hout, *hnext;
+static long long host_sum;
+static int host_calls, other_calls;
+static void sum_out(void *u) {
+    long long s = 0;
+    for (int i = 0; i < N; i++) { s += hout[i]; hnext[i] = hout[i] + 1; }
+    host_sum = s;
+    host_calls += *(int *)u;
+}
+static void other_fn(void *u) { (void)u; other_calls++; }
+
+static Memcpy3D pinned_copy(int to_host, void *h, CUdeviceptr d) {
+    Memcpy3D c;
+    memset(&c, 0, sizeof c);
+    if (to_host) {
+        c.srcMemoryType = DEVICE; c.srcDevice = d;
+        c.dstMemoryType = HOST; c.dstHost = h;
+    } else {
+        c.srcMemoryType = HOST; c.srcHost = h;
+        c.dstMemoryType = DEVICE; c.dstDevice = d;
+    }
+    c.WidthInBytes = N * 4; c.Height = 1; c.Depth = 1;
+    return c;
+}
+
+static int host_graph(void) {
+    setup();
+    CUstream s;
+    CHECK(cuStreamCreate(&s, 0));
+    CHECK(cuMemAllocHost_v2((void **)&hin, N * 4));
+    CHECK(cuMemAllocHost_v2((void **)&hout, N * 4));
+    CHECK(cuMemAllocHost_v2((void **)&hnext, N * 4));
+    CUgraph g;
+    CHECK(cuGraphCreate(&g, 0));
+    CUgraphNode c1, k, c2, h, c3;
+    Memcpy3D cp = pinned_copy(0, hin, x);
+    CHECK(cuGraphAddMemcpyNode(&c1, g, NULL, 0, &cp, NULL));
+    static int a3 = 3, b1 = 1;
+    void *args[] = {&x, &n, &a3, &b1};
+    KernelParams kp = kernel(f_axpb, args);
+    CHECK(cuGraphAddKernelNode_v2(&k, g, &c1, 1, &kp));
+    cp = pinned_copy(1, hout, x);
+    CHECK(cuGraphAddMemcpyNode(&c2, g, &k, 1, &cp, NULL));
+    static int one = 1;
+    HostParams hp = {sum_out, &one};
+    CHECK(cuGraphAddHostNode(&h, g, &c2, 1, &hp));
+    cp = pinned_copy(0, hnext, y);
+    CHECK(cuGraphAddMemcpyNode(&c3, g, &h, 1, &cp, NULL));
+    int t = -1;
+    CHECK(cuGraphNodeGetType(h, &t));
+    EXPECT(t == 3, "host node type %d", t);
+    HostParams got = {NULL, NULL};
+    CHECK(cuGraphHostNodeGetParams(h, &got));
+    EXPECT(got.fn == sum_out && got.userData == &one, "host node params read back");
+    CUgraphExec e;
+    CHECK(cuGraphInstantiateWithFlags(&e, g, 0));
+    static int hy[N];
+    int replays = 0;
+    for (int r = 0; r < 6; r++, replays++) {
+        for (int i = 0; i < N; i++) hin[i] = i * 2 + r;
+        CHECK(cuGraphLaunch(e, s));
+        CHECK(cuStreamSynchronize(s));
+        long long want = 0;
+        for (int i = 0; i < N; i++) {
+            int v = (i * 2 + r) * 3 + 1;
+            EXPECT(hout[i] == v, "replay %d: hout[%d] = %d, want %d", r, i, hout[i], v);
+            want += v;
+        }
+        EXPECT(host_sum == want && host_calls == r + 1, "replay %d: host node sum %lld (want %lld), calls %d",
+               r, host_sum, want, host_calls);
+        CHECK(cuMemcpyDtoH_v2(hy, y, sizeof hy));
+        for (int i = 0; i < N; i++)
+            EXPECT(hy[i] == hout[i] + 1, "replay %d: y[%d] = %d, want %d (written by the host node)", r, i, hy[i], hout[i] + 1);
+    }
+    /* The executable graph's node runs another function; the graph's keeps its own. */
+    HostParams other = {other_fn, NULL};
+    CHECK(cuGraphExecHostNodeSetParams(e, h, &other));
+    CHECK(cuGraphLaunch(e, s));
+    CHECK(cuStreamSynchronize(s));
+    EXPECT(other_calls == 1 && host_calls == 6, "after the exec update: other %d, host %d", other_calls, host_calls);
+    CHECK(cuGraphHostNodeGetParams(h, &got));
+    EXPECT(got.fn == sum_out, "the graph's host node changed with the exec's");
+    static int two = 2;
+    HostParams twice = {sum_out, &two};
+    CHECK(cuGraphHostNodeSetParams(h, &twice));
+    CUgraphExec e2;
+    CHECK(cuGraphInstantiateWithFlags(&e2, g, 0));
+    CHECK(cuGraphLaunch(e2, s));
+    CHECK(cuGraphLaunch(e, s));
+    CHECK(cuStreamSynchronize(s));
+    EXPECT(host_calls == 8 && other_calls == 2, "after the graph update: host %d other %d", host_calls, other_calls);
+    EXPECT_RC(INVALID_VALUE, cuGraphHostNodeSetParams(k, &twice));
+    CHECK(cuGraphExecDestroy(e2));
+    CHECK(cuGraphExecDestroy(e));
+    CHECK(cuGraphDestroy(g));
+    CHECK(cuMemFreeHost(hin));
+    CHECK(cuMemFreeHost(hout));
+    CHECK(cuMemFreeHost(hnext));
+    printf("PASS host nodes and pinned copy nodes: %d replays, host node ran %d times\n", replays, host_calls);
+    return 0;
+}
+
+static void exit_now(void *u) {
+    (void)u;
+    printf("exiting inside a host node\n");
+    fflush(stdout);
+    _exit(0);
+}
+
+static int host_exit(void) {
+    setup();
+    CUstream s;
+    CHECK(cuStreamCreate(&s, 0));
+    CUgraph g;
+    CHECK(cuGraphCreate(&g, 0));
+    CUgraphNode m, h, after;
+    MemsetParams mp = {x, 0, 7, 4, N, 1};
+    CHECK(cuGraphAddMemsetNode(&m, g, NULL, 0, &mp, NULL));
+    HostParams hp = {exit_now, NULL};
+    CHECK(cuGraphAddHostNode(&h, g, &m, 1, &hp));
+    CHECK(cuGraphAddMemsetNode(&after, g, &h, 1, &mp, NULL));
+    CUgraphExec e;
+    CHECK(cuGraphInstantiateWithFlags(&e, g, 0));
+    CHECK(cuGraphLaunch(e, s));
+    CHECK(cuGraphLaunch(e, s));
+    cuStreamSynchronize(s);
+    printf("FAIL the host node did not run\n");
+    return 1;
+}
+
 int main(int argc, char **argv) {
     load();
     if (argc < 2) { printf("usage: graphs full | hold | foreign G N E\n"); return 2; }
     setup();
+    if (strcmp(argv[1], "host") == 0) return host_graph();
+    if (strcmp(argv[1], "hostexit") == 0) return host_exit();
     if (strcmp(argv[1], "full") == 0) {
         full();
         return 0;

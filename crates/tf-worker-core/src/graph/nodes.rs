@@ -196,8 +196,16 @@ pub(super) fn add_memcpy(
     if c.width == 0 || c.height == 0 || c.depth == 0 {
         return Err(cu::INVALID_VALUE);
     }
-    s.check_range(c.src.ptr, extent(&c.src, &c)?)?;
-    s.check_range(c.dst.ptr, extent(&c.dst, &c)?)?;
+    // A host side must lie in one of this session's host mirrors (the
+    // client's pinned memory at its address), a device side in its memory.
+    for side in [&c.src, &c.dst] {
+        let n = extent(side, &c)?;
+        if side.host {
+            crate::mem::mirror_span(s, side.ptr, n)?;
+        } else {
+            s.check_range(side.ptr, n)?;
+        }
+    }
     let ctx = node_ctx(s, ctx)?;
     add(s, ctx, graph, node, deps, NodeSpec::Memcpy(c))
 }
