@@ -85,6 +85,25 @@ impl GraphDriver {
 }
 
 impl RealBackend {
+    /// Runs `f` with this thread's capture mode relaxed: registering host
+    /// memory is an "unsafe" call while a capture of this thread is under
+    /// way (900), and a mirror may be made in the middle of one (a
+    /// captured pinned copy names it). The mode is restored after.
+    pub(crate) fn capture_relaxed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let Some(x) = self.gd().mode else {
+            return f();
+        };
+        let mut m = tf_worker_core::graph::MODE_RELAXED;
+        // SAFETY: `m` is a readable and writable CUstreamCaptureMode.
+        let swapped = unsafe { x(&mut m) } == cu::SUCCESS;
+        let r = f();
+        if swapped {
+            // SAFETY: as above; `m` holds the mode this thread had.
+            unsafe { x(&mut m) };
+        }
+        r
+    }
+
     fn gd(&self) -> &GraphDriver {
         &self.graph
     }

@@ -285,7 +285,7 @@ impl MemBackend for RealBackend {
         })?;
         map.write(0, data).map_err(|_| cu::INVALID_VALUE)?;
         let (p, len) = (addr as *mut c_void, map.len());
-        self.cuda.in_ctx(ctx, || {
+        self.capture_relaxed(|| self.cuda.in_ctx(ctx, || {
             // SAFETY: `p` is this process's mapping of `len` bytes, alive
             // until unregistered (the mirror outlives the registration).
             check(unsafe { reg(p, len, REGISTER_FLAGS) })?;
@@ -301,7 +301,7 @@ impl MemBackend for RealBackend {
                 return Err(cu::NOT_SUPPORTED);
             }
             Ok(())
-        })?;
+        }))?;
         mirrors().insert(addr, map);
         Ok(())
     }
@@ -336,10 +336,12 @@ impl MemBackend for RealBackend {
     fn host_mirror_drop(&self, ctx: BackendCtx, addr: u64, _len: u64) -> BResult<()> {
         let unreg = need(self.md().host_unregister)?;
         let map = mirrors().remove(&addr).ok_or(cu::INVALID_VALUE)?;
-        // SAFETY: registered by `host_mirror_create`; unmapped only after.
-        let r = self
-            .cuda
-            .in_ctx(ctx, || check(unsafe { unreg(addr as *mut c_void) }));
+        let r = self.capture_relaxed(|| {
+            self.cuda.in_ctx(ctx, || {
+                // SAFETY: registered by `host_mirror_create`; unmapped only after.
+                check(unsafe { unreg(addr as *mut c_void) })
+            })
+        });
         drop(map);
         r
     }
