@@ -257,6 +257,15 @@ impl Client {
         let _record = Record(req.opcode(), crate::stats::start());
         let mapped = crate::mapped::any();
         let mut link = self.link();
+        if let Some(m) = crate::graph::worker_mode_needed() {
+            if let Err(why) = send(
+                &mut link,
+                &crate::graph::capture_mode_request(m),
+                FLAG_NO_REPLY,
+            ) {
+                return Err(self.fail(why));
+            }
+        }
         if mapped {
             if let Err(why) = push_host_writes(&mut link, crate::mapped::launches_graph(req)) {
                 return Err(self.fail(why));
@@ -292,6 +301,15 @@ impl Client {
         let t = crate::stats::start();
         let _record = Record(req.opcode(), t);
         let mut link = self.link();
+        if let Some(m) = crate::graph::worker_mode_needed() {
+            if let Err(why) = send(
+                &mut link,
+                &crate::graph::capture_mode_request(m),
+                FLAG_NO_REPLY,
+            ) {
+                return Err(self.fail(why));
+            }
+        }
         let mut follows = false;
         let r = (|| {
             let id = send(&mut link, req, 0)?;
@@ -347,6 +365,15 @@ impl Client {
         let t = crate::stats::start();
         let _record = Record(req.opcode(), t);
         let mut link = self.link();
+        if let Some(m) = crate::graph::worker_mode_needed() {
+            if let Err(why) = send(
+                &mut link,
+                &crate::graph::capture_mode_request(m),
+                FLAG_NO_REPLY,
+            ) {
+                return Err(self.fail(why));
+            }
+        }
         if crate::mapped::any() {
             if let Err(why) = push_host_writes(&mut link, crate::mapped::launches_graph(req)) {
                 return Err(self.fail(why));

@@ -60,15 +60,61 @@ const FLAG_UPLOAD: u64 = 2;
 
 /// Captures begun and not yet ended in this process.
 static CAPTURES: AtomicUsize = AtomicUsize::new(0);
-/// Streams capturing because this process began it there: (stream, graph).
-static ORIGINS: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+/// Streams capturing because this process began it there: (stream, graph,
+/// begun in global mode).
+static ORIGINS: Mutex<Vec<(u64, u64, bool)>> = Mutex::new(Vec::new());
+/// Captures begun in global mode and not yet ended.
+static GLOBAL_CAPTURES: AtomicUsize = AtomicUsize::new(0);
+/// The capture mode last applied to the worker thread running this
+/// client's calls (the driver's default, global, at first).
+static WORKER_MODE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 thread_local! {
     /// This thread's `CUstreamCaptureMode` (global by default).
     static MODE: Cell<c_uint> = const { Cell::new(0) };
+    /// Captures this thread began and has not ended.
+    static BEGAN: Cell<usize> = const { Cell::new(0) };
 }
 
-fn origins() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
+/// `CU_STREAM_CAPTURE_MODE_THREAD_LOCAL`, `CU_STREAM_CAPTURE_MODE_RELAXED`.
+const THREAD_LOCAL: c_uint = 1;
+const RELAXED: c_uint = 2;
+
+/// Capture modes. Every application thread's calls run on one worker
+/// thread, which is also the one capturing (always in thread-local mode,
+/// see `tf_worker_core::graph`). Natively a call that is "unsafe" during a
+/// capture (an allocation, a registration) is refused, and invalidates the
+/// capture, only when made by the capturing thread, or by any thread in
+/// global mode while a global capture is under way; relaxed threads are
+/// never refused. So while a capture is under way, before each request the
+/// worker thread is given the mode that refuses exactly what the calling
+/// thread would be refused: this thread's own when it began a capture,
+/// thread-local (refusing) for a global-mode thread during a global
+/// capture, relaxed otherwise. `Some(mode)` when it must change (the
+/// caller sends `CaptureMode` ahead of its request, holding the link).
+pub(crate) fn worker_mode_needed() -> Option<c_uint> {
+    if CAPTURES.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let mine = MODE.with(|m| m.get());
+    let want = if mine == RELAXED {
+        RELAXED
+    } else if BEGAN.with(|b| b.get()) > 0 {
+        mine
+    } else if mine == 0 && GLOBAL_CAPTURES.load(Ordering::Acquire) > 0 {
+        THREAD_LOCAL
+    } else {
+        RELAXED
+    };
+    (WORKER_MODE.swap(want, Ordering::AcqRel) != want).then_some(want)
+}
+
+/// The request applying a capture mode to the worker's thread.
+pub(crate) fn capture_mode_request(mode: c_uint) -> Request<'static> {
+    Request::Graph(GraphRequest::CaptureMode { mode })
+}
+
+fn origins() -> std::sync::MutexGuard<'static, Vec<(u64, u64, bool)>> {
     ORIGINS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -202,7 +248,12 @@ fn begin(s: Handle, mode: c_uint, per_thread: bool) -> Result<(), CUresult> {
         mode,
     })?;
     CAPTURES.fetch_add(1, Ordering::AcqRel);
-    origins().push((stream, graph));
+    let global = mode == 0;
+    if global {
+        GLOBAL_CAPTURES.fetch_add(1, Ordering::AcqRel);
+    }
+    BEGAN.with(|b| b.set(b.get() + 1));
+    origins().push((stream, graph, global));
     Ok(())
 }
 
@@ -212,15 +263,20 @@ fn end(s: Handle, graph_out: *mut Handle, per_thread: bool) -> Result<(), CUresu
     }
     let stream = wire_stream(s as u64, per_thread)?;
     let ctx = ctx_or_zero()?;
-    let graph = {
+    let origin = {
         let mut o = origins();
-        let at = o.iter().position(|(st, _)| *st == stream);
-        at.map(|i| o.swap_remove(i).1)
+        let at = o.iter().position(|(st, ..)| *st == stream);
+        at.map(|i| o.swap_remove(i))
     };
     let r = call::<()>(GraphRequest::EndCapture { ctx, stream });
-    if graph.is_some() {
+    let graph = origin.map(|(_, g, global)| {
         CAPTURES.fetch_sub(1, Ordering::AcqRel);
-    }
+        if global {
+            GLOBAL_CAPTURES.fetch_sub(1, Ordering::AcqRel);
+        }
+        BEGAN.with(|b| b.set(b.get().saturating_sub(1)));
+        g
+    });
     r?;
     out(graph_out, graph.unwrap_or(0) as Handle)
 }
@@ -309,10 +365,9 @@ unsafe extern "C" fn cu_thread_exchange_stream_capture_mode(mode: *mut c_uint) -
         if new > 2 {
             return Err(cu::INVALID_VALUE);
         }
+        // Applied to the worker's thread when this thread's next request
+        // needs it (`worker_mode_needed`).
         let old = MODE.with(|m| m.replace(new));
-        if old != new {
-            enqueue(GraphRequest::CaptureMode { mode: new })?;
-        }
         out(mode, old)
     })
 }
