@@ -173,9 +173,11 @@ impl HostBackend {
         self.check_ctx(ctx)?;
         let ok = e.dtype <= 15
             && e.address != 0
-            && e.address % 16 == 0
+            && e.address.is_multiple_of(16)
             && e.dims.iter().all(|d| (1..=1 << 31).contains(d))
-            && e.strides.iter().all(|s| s % 16 == 0 && *s < 1 << 40)
+            && e.strides
+                .iter()
+                .all(|s| s.is_multiple_of(16) && *s < 1 << 40)
             && e.element_strides.iter().all(|s| (1..=8).contains(s))
             && e.interleave <= 2
             && e.swizzle <= 6
@@ -231,7 +233,10 @@ impl HostBackend {
         address: u64,
     ) -> BResult<[u8; TENSOR_MAP_BYTES]> {
         self.check_ctx(ctx)?;
-        if map[TENSOR_MAP_BYTES - 1] != TENSOR_MAP_MAGIC || address == 0 || address % 16 != 0 {
+        if map[TENSOR_MAP_BYTES - 1] != TENSOR_MAP_MAGIC
+            || address == 0
+            || !address.is_multiple_of(16)
+        {
             return Err(cu::INVALID_VALUE);
         }
         let mut m = *map;
