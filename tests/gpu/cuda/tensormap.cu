@@ -48,7 +48,7 @@ __global__ void tma_tiles(const __grid_constant__ CUtensorMap map, float *out, f
                      "r"((unsigned)(T * T * sizeof(float)))
                      : "memory");
         asm volatile(
-            "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(s),
+            "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(s),
             "l"(reinterpret_cast<unsigned long long>(&map)), "r"(x0), "r"(y0), "r"(b)
             : "memory");
     }
