@@ -21,6 +21,7 @@
 mod attrs;
 mod image;
 mod launch;
+mod link;
 mod module;
 mod stream;
 
@@ -194,5 +195,6 @@ pub(crate) fn register(set: &mut dyn FnMut(usize, crate::Entry)) {
     module::register(set);
     attrs::register(set);
     launch::register(set);
+    link::register(set);
     stream::register(set);
 }

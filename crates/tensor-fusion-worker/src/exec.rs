@@ -134,6 +134,8 @@ pub(crate) struct ExecDriver {
     launch_coop: Option<FnLaunchCoop>,
     launch_ex: Option<FnLaunchEx>,
     pub(crate) m: crate::exec_modules::ModuleFns,
+    /// Linking and tensor maps (`crate::link`).
+    pub(crate) link: crate::link::LinkFns,
     /// Images (and wrappers) of loaded modules and libraries, by real
     /// handle: the driver may read them after the load (lazy loading,
     /// `CU_LIBRARY_BINARY_IS_PRESERVED`), so they live until the unload.
@@ -199,6 +201,7 @@ impl ExecDriver {
                 launch_coop: resolve(lib, &["cuLaunchCooperativeKernel"]),
                 launch_ex: resolve(lib, &["cuLaunchKernelEx"]),
                 m: crate::exec_modules::ModuleFns::new(lib),
+                link: crate::link::LinkFns::new(lib),
                 kept: Mutex::new(HashMap::new()),
             }
         }
@@ -558,5 +561,31 @@ impl ExecBackend for RealBackend {
         // SAFETY: device ranges checked by the worker core; stream of this driver.
         self.cuda
             .in_ctx(ctx, || check(unsafe { f(dst, src, n, stream as Ptr) }))
+    }
+    fn link(
+        &self,
+        ctx: BackendCtx,
+        jit: &[tf_protocol::exec_msgs::Opt],
+        inputs: &[tf_worker_core::exec::LinkPart<'_>],
+        log: &mut LoadReply,
+    ) -> BResult<Vec<u8>> {
+        self.cuda
+            .in_ctx(ctx, || self.exec.link.link(jit, inputs, log))
+    }
+    fn tensor_map_encode(
+        &self,
+        ctx: BackendCtx,
+        e: &tf_protocol::exec_msgs::TensorMapEncode,
+    ) -> BResult<[u8; tf_protocol::exec_msgs::TENSOR_MAP_BYTES]> {
+        self.cuda.in_ctx(ctx, || self.exec.link.encode(e))
+    }
+    fn tensor_map_replace_address(
+        &self,
+        ctx: BackendCtx,
+        map: &[u8; tf_protocol::exec_msgs::TENSOR_MAP_BYTES],
+        address: u64,
+    ) -> BResult<[u8; tf_protocol::exec_msgs::TENSOR_MAP_BYTES]> {
+        self.cuda
+            .in_ctx(ctx, || self.exec.link.replace(map, address))
     }
 }

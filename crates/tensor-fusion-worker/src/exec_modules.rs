@@ -201,7 +201,7 @@ fn prepare(image: &Image<'_>) -> BResult<(Keep, *const c_void)> {
 }
 
 /// JIT options for the driver, with log buffers of the worker's own.
-struct Jit {
+pub(crate) struct Jit {
     options: Vec<c_int>,
     values: Vec<Ptr>,
     info: Vec<u8>,
@@ -209,7 +209,7 @@ struct Jit {
 }
 
 impl Jit {
-    fn new(opts: &[Opt]) -> Self {
+    pub(crate) fn new(opts: &[Opt]) -> Self {
         let size_of = |want: u32| {
             opts.iter()
                 .find(|o| o.option == want)
@@ -235,14 +235,14 @@ impl Jit {
         j
     }
 
-    fn report(&self, log: &mut LoadReply) {
+    pub(crate) fn report(&self, log: &mut LoadReply) {
         let text = |b: &[u8]| b[..b.iter().position(|c| *c == 0).unwrap_or(b.len())].to_vec();
         log.values = self.values.iter().map(|v| *v as u64).collect();
         log.info_log = text(&self.info);
         log.error_log = text(&self.error);
     }
 
-    fn ptrs(&mut self) -> (*mut c_int, *mut Ptr, c_uint) {
+    pub(crate) fn ptrs(&mut self) -> (*mut c_int, *mut Ptr, c_uint) {
         if self.options.is_empty() {
             return (std::ptr::null_mut(), std::ptr::null_mut(), 0);
         }

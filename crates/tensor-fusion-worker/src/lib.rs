@@ -21,6 +21,7 @@ mod exec;
 mod exec_modules;
 mod graph;
 mod graph_nodes;
+mod link;
 pub mod loader;
 mod mem;
 mod nvml;

@@ -21,7 +21,8 @@ mod replies;
 
 pub use crate::generated::exec_msgs::*;
 pub use replies::{
-    Elapsed, FunctionReply, IntReply, LoadReply, Names, OccupancyReply, MAX_MODULE_FUNCTIONS,
+    Elapsed, FunctionReply, IntReply, LinkBytes, LinkReply, LoadReply, Names, OccupancyReply,
+    TensorMapBytes, MAX_LINKED, MAX_MODULE_FUNCTIONS,
 };
 
 /// Handle ids: a kind tag in the top 16 bits, a nonzero counter below, so a
@@ -35,6 +36,9 @@ pub mod handle {
     pub const FUNCTION: u64 = 0x464E << 48;
     /// Minted by the worker.
     pub const KERNEL: u64 = 0x4B45 << 48;
+    /// A pending link (`CUlinkState`): its inputs are staged like an
+    /// image's parts, under this id.
+    pub const LINK: u64 = 0x4C4B << 48;
     const LOW: u64 = (1 << 48) - 1;
 
     pub fn make(kind: u64, n: u64) -> u64 {
@@ -80,6 +84,115 @@ impl ImageSpec {
             Err("image parts disagree with the wrapper")
         }
     }
+}
+
+/// `CUjit_option` values that matter to the wire: outputs the driver
+/// writes back, log buffers, and which options carry plain values.
+pub mod jit {
+    pub const THREADS_PER_BLOCK: u32 = 1;
+    pub const WALL_TIME: u32 = 2;
+    pub const INFO_LOG: u32 = 3;
+    pub const INFO_LOG_SIZE: u32 = 4;
+    pub const ERROR_LOG: u32 = 5;
+    pub const ERROR_LOG_SIZE: u32 = 6;
+    /// `CU_JIT_BINARY_LOADER_THREAD_COUNT`, the last option of CUDA 13.
+    const LAST: u32 = 35;
+    /// Options whose value points at the application's memory (symbol
+    /// names and addresses, referenced kernel and variable names).
+    pub const POINTERS: [u32; 4] = [17, 18, 25, 27];
+
+    /// Whether `option` is one this protocol knows whose value is a plain
+    /// number (or an output slot the driver writes a number into), so the
+    /// worker may hand it to its driver as is. Log buffers are not: the
+    /// worker substitutes its own.
+    pub fn by_value(option: u32) -> bool {
+        option <= LAST && !POINTERS.contains(&option) && option != INFO_LOG && option != ERROR_LOG
+    }
+}
+
+/// `CU_JIT_NUM_INPUT_TYPES`: `CUjitInputType` values are below it.
+pub const JIT_INPUT_TYPES: u32 = 6;
+
+impl LinkInput {
+    /// Whether the input type is a `CUjitInputType`.
+    pub fn known_kind(&self) -> bool {
+        self.kind < JIT_INPUT_TYPES
+    }
+}
+
+impl ExecRequest<'_> {
+    /// Called by the generated decoder for the `check` variants: a link has
+    /// at least one input, each of a known type, whose sizes add up without
+    /// overflow to at most `tf_image::MAX_IMAGE`-like bounds (the worker
+    /// compares them with the bytes it received).
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        match self {
+            Self::Link { inputs, .. } => {
+                if inputs.is_empty() {
+                    return Err("a link without inputs");
+                }
+                if !inputs.iter().all(LinkInput::known_kind) {
+                    return Err("unknown link input type");
+                }
+                let total = inputs
+                    .iter()
+                    .try_fold(0u64, |a, i| a.checked_add(i.size))
+                    .ok_or("link input sizes overflow")?;
+                if total > MAX_LINKED as u64 {
+                    return Err("link inputs too large");
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TensorMapEncode {
+    /// Called by the generated decoder: the rank is what the driver
+    /// accepts for this encoder (1..=5, im2col 3..=5) and every array is as
+    /// long as the rank says, so a backend can pass them to the driver.
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
+        tensor_map_arrays(
+            self.rank,
+            self.dims.len(),
+            self.strides.len(),
+            self.element_strides.len(),
+            &self.shape,
+        )
+    }
+}
+
+/// The array lengths a tensor map encoder of `rank` dimensions needs; the
+/// client checks the application's arguments with it before reading them.
+pub fn tensor_map_rank_ok(rank: u32, shape: &TensorMapShape) -> bool {
+    let lo = match shape {
+        TensorMapShape::Tiled { .. } => 1,
+        TensorMapShape::Im2col { .. } | TensorMapShape::Im2colWide { .. } => 3,
+    };
+    (lo..=MAX_TENSOR_RANK as u32).contains(&rank)
+}
+
+fn tensor_map_arrays(
+    rank: u32,
+    dims: usize,
+    strides: usize,
+    element_strides: usize,
+    shape: &TensorMapShape,
+) -> Result<(), &'static str> {
+    if !tensor_map_rank_ok(rank, shape) {
+        return Err("tensor map rank out of range");
+    }
+    let r = rank as usize;
+    let shape_ok = match shape {
+        TensorMapShape::Tiled { box_dim } => box_dim.len() == r,
+        TensorMapShape::Im2col { lower, upper, .. } => lower.len() == r - 2 && upper.len() == r - 2,
+        TensorMapShape::Im2colWide { .. } => true,
+    };
+    if dims != r || strides != r - 1 || element_strides != r || !shape_ok {
+        return Err("tensor map arrays disagree with the rank");
+    }
+    Ok(())
 }
 
 impl MemsetOp {

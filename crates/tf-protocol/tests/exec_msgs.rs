@@ -209,6 +209,82 @@ fn build(kind: u8, a: u64, b: u64, data: &[u8]) -> ExecRequest<'_> {
         37 => E::EventQuery { event: b },
         38 => E::EventElapsedTime { start: a, end: b },
         39 => E::EventDestroy { event: a },
+        40 => E::Link {
+            ctx: a,
+            link: handle::make(handle::LINK, b),
+            jit: vec![Opt {
+                option: 3,
+                value: a,
+            }],
+            inputs: vec![
+                LinkInput {
+                    kind: (a % 6) as u32,
+                    name: s.clone(),
+                    jit: Vec::new(),
+                    size: (data.len() / 2) as u64,
+                },
+                LinkInput {
+                    kind: 1,
+                    name: String::new(),
+                    jit: vec![Opt {
+                        option: 7,
+                        value: b,
+                    }],
+                    size: (data.len() - data.len() / 2) as u64,
+                },
+            ],
+            tail: data,
+        },
+        41 => E::LinkRead {
+            link: a,
+            offset: b,
+            size: a ^ b,
+        },
+        42..=44 => {
+            let rank = if kind == 42 {
+                1 + (a % 5) as u32
+            } else {
+                3 + (a % 3) as u32
+            };
+            let r = rank as usize;
+            let shape = match kind {
+                42 => TensorMapShape::Tiled {
+                    box_dim: vec![b as u32; r],
+                },
+                43 => TensorMapShape::Im2col {
+                    lower: vec![-(a as i32); r - 2],
+                    upper: vec![b as i32; r - 2],
+                    channels: 8,
+                    pixels: 16,
+                },
+                _ => TensorMapShape::Im2colWide {
+                    lower: a as i32,
+                    upper: b as i32,
+                    channels: 8,
+                    pixels: 16,
+                    mode: 1,
+                },
+            };
+            E::TensorMapEncode(TensorMapEncode {
+                ctx: a,
+                dtype: 7,
+                rank,
+                address: b,
+                dims: vec![a; r],
+                strides: vec![b; r - 1],
+                element_strides: vec![1; r],
+                interleave: 0,
+                swizzle: 3,
+                l2: 2,
+                oob: 1,
+                shape,
+            })
+        }
+        45 => E::TensorMapReplaceAddress {
+            ctx: a,
+            map: [b as u8; TENSOR_MAP_BYTES],
+            address: a,
+        },
         _ => E::MemsetAsync(Memset {
             ctx: a,
             stream: b,
@@ -221,7 +297,7 @@ fn build(kind: u8, a: u64, b: u64, data: &[u8]) -> ExecRequest<'_> {
     }
 }
 
-const KINDS: u8 = 41;
+const KINDS: u8 = 47;
 
 proptest! {
     #[test]
@@ -258,6 +334,9 @@ proptest! {
         let _ = decode_reply::<LoadReply>(&bytes);
         let _ = decode_reply::<IntReply>(&bytes);
         let _ = decode_reply::<Elapsed>(&bytes);
+        let _ = decode_reply::<LinkReply>(&bytes);
+        let _ = decode_reply::<LinkBytes>(&bytes);
+        let _ = decode_reply::<TensorMapBytes>(&bytes);
         let _ = decode_reply::<OccupancyReply>(&bytes);
     }
 }
@@ -369,4 +448,99 @@ fn handles_carry_their_kind() {
         192
     );
     assert_eq!(layout_size(&[]), 0);
+}
+
+/// A tensor map's arrays must be as long as its rank says, the rank within
+/// the driver's range, and a link must name inputs of known types whose
+/// sizes account for the bytes: the decoder refuses the rest.
+#[test]
+fn link_and_tensor_map_checks() {
+    let good = TensorMapEncode {
+        ctx: 1,
+        dtype: 7,
+        rank: 2,
+        address: 0x1000,
+        dims: vec![64, 64],
+        strides: vec![256],
+        element_strides: vec![1, 1],
+        interleave: 0,
+        swizzle: 0,
+        l2: 0,
+        oob: 0,
+        shape: TensorMapShape::Tiled {
+            box_dim: vec![32, 32],
+        },
+    };
+    let decodes = |e: &TensorMapEncode| {
+        let req = Request::Exec(ExecRequest::TensorMapEncode(e.clone()));
+        let (p, _) = req.encode();
+        Request::decode(req.opcode(), &p).is_ok()
+    };
+    assert!(decodes(&good));
+    for (rank, dims) in [(0u32, 0usize), (6, 6), (2, 3)] {
+        let bad = TensorMapEncode {
+            rank,
+            dims: vec![1; dims],
+            ..good.clone()
+        };
+        assert!(!decodes(&bad), "rank {rank} with {dims} dims");
+    }
+    let short_box = TensorMapEncode {
+        shape: TensorMapShape::Tiled { box_dim: vec![32] },
+        ..good.clone()
+    };
+    assert!(!decodes(&short_box));
+    // im2col needs rank 3..=5.
+    let im2col_rank2 = TensorMapEncode {
+        shape: TensorMapShape::Im2col {
+            lower: vec![],
+            upper: vec![],
+            channels: 8,
+            pixels: 8,
+        },
+        ..good.clone()
+    };
+    assert!(!decodes(&im2col_rank2));
+
+    let link = |kind: u32, inputs: usize| {
+        let req = Request::Exec(ExecRequest::Link {
+            ctx: 1,
+            link: handle::make(handle::LINK, 1),
+            jit: Vec::new(),
+            inputs: (0..inputs)
+                .map(|_| LinkInput {
+                    kind,
+                    name: "x".into(),
+                    jit: Vec::new(),
+                    size: 1,
+                })
+                .collect(),
+            tail: b"a",
+        });
+        let (mut p, bulk) = req.encode();
+        p.extend_from_slice(bulk);
+        Request::decode(req.opcode(), &p).is_ok()
+    };
+    assert!(link(1, 1));
+    assert!(!link(1, 0), "a link without inputs");
+    assert!(!link(6, 1), "CU_JIT_NUM_INPUT_TYPES is not a type");
+
+    let r = LinkReply {
+        log: LoadReply {
+            status: 0,
+            values: vec![5],
+            info_log: b"linked".to_vec(),
+            error_log: Vec::new(),
+        },
+        size: 1234,
+    };
+    assert_eq!(
+        decode_reply::<LinkReply>(&encode_reply(0, Some(&r))).unwrap(),
+        Ok(r)
+    );
+    let m = TensorMapBytes([9; TENSOR_MAP_BYTES]);
+    assert_eq!(
+        decode_reply::<TensorMapBytes>(&encode_reply(0, Some(&m))).unwrap(),
+        Ok(m)
+    );
 }

@@ -629,4 +629,28 @@ impl ExecBackend for HostBackend {
         self.exec.t().stream(stream)?;
         tf_worker_core::Backend::memcpy_dtod(self, ctx, dst, src, size)
     }
+    fn link(
+        &self,
+        ctx: BackendCtx,
+        jit: &[tf_protocol::exec_msgs::Opt],
+        inputs: &[tf_worker_core::exec::LinkPart<'_>],
+        log: &mut LoadReply,
+    ) -> BResult<Vec<u8>> {
+        self.host_link(ctx, jit, inputs, log)
+    }
+    fn tensor_map_encode(
+        &self,
+        ctx: BackendCtx,
+        e: &tf_protocol::exec_msgs::TensorMapEncode,
+    ) -> BResult<[u8; tf_protocol::exec_msgs::TENSOR_MAP_BYTES]> {
+        self.host_tensor_map_encode(ctx, e)
+    }
+    fn tensor_map_replace_address(
+        &self,
+        ctx: BackendCtx,
+        map: &[u8; tf_protocol::exec_msgs::TENSOR_MAP_BYTES],
+        address: u64,
+    ) -> BResult<[u8; tf_protocol::exec_msgs::TENSOR_MAP_BYTES]> {
+        self.host_tensor_map_replace(ctx, map, address)
+    }
 }

@@ -130,6 +130,8 @@ mod host_mem;
 mod host_graph;
 // The `tf_test_*` kernels that launches and graph replays really run.
 mod host_kernels;
+// Linking (joins the inputs' PTX) and tensor maps (a deterministic fill).
+pub mod host_link;
 
 impl Backend for HostBackend {
     fn describe(&self) -> String {

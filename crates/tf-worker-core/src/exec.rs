@@ -12,6 +12,7 @@
 //! forgets its functions and globals, so a stale id is refused here instead
 //! of reaching the driver.
 
+mod link;
 mod modules;
 mod streams;
 
@@ -19,8 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tf_protocol::exec_msgs::{
-    Launch, LaunchApi, LibraryApi, Load, LoadReply, Memset, ModuleApi, Occupancy, OccupancyReply,
-    Opt, ParamSlot, Shape,
+    Launch, LaunchApi, LibraryApi, LinkInput, Load, LoadReply, Memset, ModuleApi, Occupancy,
+    OccupancyReply, Opt, ParamSlot, Shape, TensorMapEncode, TENSOR_MAP_BYTES,
 };
 use tf_protocol::status::cu;
 
@@ -58,6 +59,16 @@ pub struct LoadOpts<'a> {
     pub library: &'a [Opt],
     /// Fill the logs and option values of the [`LoadReply`].
     pub want_log: bool,
+}
+
+/// One input of a link: a `CUjitInputType`, its name, its own options
+/// (values only, checked) and its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkPart<'a> {
+    pub kind: u32,
+    pub name: &'a str,
+    pub jit: &'a [Opt],
+    pub data: &'a [u8],
 }
 
 /// A function lookup's answer: the handle and, when known, its parameter layout.
@@ -234,6 +245,35 @@ pub trait ExecBackend {
     ) -> BResult<()> {
         unsupported()
     }
+    /// Links `inputs` in `ctx` with `cuLinkCreate`'s options `jit` (checked:
+    /// values and log buffers, which the backend replaces by its own) and
+    /// returns the linked image. Fills `log` also when the link fails.
+    fn link(
+        &self,
+        ctx: BackendCtx,
+        jit: &[Opt],
+        inputs: &[LinkPart<'_>],
+        log: &mut LoadReply,
+    ) -> BResult<Vec<u8>> {
+        unsupported()
+    }
+    /// `cuTensorMapEncode*` with `ctx` current; the arrays are as long as
+    /// the rank requires (checked by the decoder).
+    fn tensor_map_encode(
+        &self,
+        ctx: BackendCtx,
+        e: &TensorMapEncode,
+    ) -> BResult<[u8; TENSOR_MAP_BYTES]> {
+        unsupported()
+    }
+    fn tensor_map_replace_address(
+        &self,
+        ctx: BackendCtx,
+        map: &[u8; TENSOR_MAP_BYTES],
+        address: u64,
+    ) -> BResult<[u8; TENSOR_MAP_BYTES]> {
+        unsupported()
+    }
 }
 
 /// Most image bytes one session may have staged at once (images larger than
@@ -292,6 +332,8 @@ pub struct ExecState {
     /// Device ranges of module globals: start → (bytes, owner). Copies and
     /// memsets may touch them like the session's own allocations.
     pub(crate) globals: BTreeMap<u64, (u64, u64)>,
+    /// Linked images the client has not read back yet, per link id.
+    pub(crate) linked: HashMap<u64, Vec<u8>>,
 }
 
 impl ExecState {
@@ -367,6 +409,7 @@ impl ExecState {
         self.names.clear();
         self.globals.clear();
         self.staging.clear();
+        self.linked.clear();
         if n_events + n_streams + n_modules + n_libraries > 0 {
             tracing::info!(
                 streams = n_streams,
@@ -523,5 +566,33 @@ impl ExecCalls for Session {
 
     fn memset_async(&mut self, memset: Memset) -> Outcome {
         reply(streams::memset(self, memset))
+    }
+
+    fn link_complete(
+        &mut self,
+        ctx: u64,
+        link: u64,
+        jit: Vec<Opt>,
+        inputs: Vec<LinkInput>,
+        tail: &[u8],
+    ) -> Outcome {
+        link::complete(self, ctx, link, jit, inputs, tail)
+    }
+
+    fn link_read(&mut self, link: u64, offset: u64, size: u64) -> Outcome {
+        reply(link::read(self, link, offset, size))
+    }
+
+    fn tensor_map_encode(&mut self, e: TensorMapEncode) -> Outcome {
+        reply(link::encode(self, &e))
+    }
+
+    fn tensor_map_replace_address(
+        &mut self,
+        ctx: u64,
+        map: [u8; TENSOR_MAP_BYTES],
+        address: u64,
+    ) -> Outcome {
+        reply(link::replace_address(self, ctx, &map, address))
     }
 }

@@ -61,7 +61,7 @@ fn mapped(addr: usize, len: usize) -> bool {
 }
 
 /// The first `n` bytes at `p`, if they are mapped.
-fn bytes<'a>(p: *const u8, n: usize) -> Result<&'a [u8], CUresult> {
+pub(crate) fn bytes<'a>(p: *const u8, n: usize) -> Result<&'a [u8], CUresult> {
     if !mapped(p as usize, n) {
         return Err(INVALID_IMAGE);
     }

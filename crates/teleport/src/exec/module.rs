@@ -41,7 +41,7 @@ fn name_arg(p: *const c_char) -> Result<String, CUresult> {
 ///
 /// # Safety
 /// `options` and `values` point to `n` readable entries when `n > 0`.
-unsafe fn options(
+pub(super) unsafe fn options(
     n: c_uint,
     options: *const c_uint,
     values: *const *mut c_void,
@@ -77,7 +77,7 @@ unsafe fn options(
         .collect()
 }
 
-fn jit_options(opts: Vec<Opt>) -> Result<(Vec<Opt>, bool), CUresult> {
+pub(super) fn jit_options(opts: Vec<Opt>) -> Result<(Vec<Opt>, bool), CUresult> {
     if let Some(o) = opts
         .iter()
         .find(|o| JIT_POINTER_OPTIONS.contains(&o.option))
@@ -102,7 +102,7 @@ fn jit_options(opts: Vec<Opt>) -> Result<(Vec<Opt>, bool), CUresult> {
 ///
 /// # Safety
 /// As [`options`]; `values` writable, log buffers writable for their sizes.
-unsafe fn apply_log(opts: &[Opt], values: *mut *mut c_void, r: &LoadReply) {
+pub(super) unsafe fn apply_log(opts: &[Opt], values: *mut *mut c_void, r: &LoadReply) {
     let size_of = |want: u32| {
         opts.iter()
             .find(|o| o.option == want)

@@ -1,6 +1,6 @@
 //! Reply bodies of the exec requests (see the parent module).
 
-use super::{bad, count, ParamSlot, MAX_JIT_OPTIONS, MAX_LOG, MAX_PARAMS};
+use super::{bad, count, ParamSlot, MAX_JIT_OPTIONS, MAX_LOG, MAX_PARAMS, TENSOR_MAP_BYTES};
 use crate::codec::{Reader, Writer};
 use crate::{Body, ProtocolError};
 
@@ -145,5 +145,61 @@ impl Body for OccupancyReply {
     }
     fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
         Ok(Self(r.u64()? as i64, r.u64()? as i64))
+    }
+}
+
+/// Most bytes of a link's inputs, and of its linked image (real linked
+/// cubins are at most a few tens of MiB; the limit bounds what a session
+/// makes the worker hold).
+pub const MAX_LINKED: usize = 256 << 20;
+
+/// The answer to `cuLinkComplete`: the link's status, `cuLinkCreate`'s
+/// option values as the driver left them (log sizes, wall time), the logs,
+/// and the size of the linked image, which `LinkRead` then fetches (it
+/// may be larger than one frame).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkReply {
+    pub log: LoadReply,
+    pub size: u64,
+}
+
+impl Body for LinkReply {
+    fn put(&self, w: &mut Writer) {
+        self.log.put(w);
+        w.u64(self.size);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        let log = LoadReply::get(r)?;
+        let size = r.u64()?;
+        if size > MAX_LINKED as u64 {
+            return Err(bad("link reply", "linked image too large"));
+        }
+        Ok(Self { log, size })
+    }
+}
+
+/// Bytes of a linked image (`LinkRead`'s answer).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkBytes(pub Vec<u8>);
+
+impl Body for LinkBytes {
+    fn put(&self, w: &mut Writer) {
+        w.bytes(&self.0);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        Ok(Self(r.bytes()?.to_vec()))
+    }
+}
+
+/// The 128 bytes of an encoded `CUtensorMap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorMapBytes(pub [u8; TENSOR_MAP_BYTES]);
+
+impl Body for TensorMapBytes {
+    fn put(&self, w: &mut Writer) {
+        w.raw(&self.0);
+    }
+    fn get(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+        Ok(Self(r.fixed::<TENSOR_MAP_BYTES>()?))
     }
 }

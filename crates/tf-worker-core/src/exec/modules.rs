@@ -13,11 +13,12 @@ use super::{reply, Func, FuncEntry, Image, LoadOpts, Loaded, MAX_STAGED};
 use crate::backend::{BackendCtx, Status};
 use crate::session::{Outcome, Session};
 
-/// Appends an image part for a load that follows.
+/// Appends an image part for a load (or a link's inputs) that follows.
 pub(super) fn stage(s: &mut Session, h: u64, offset: u64, data: &[u8]) -> Result<(), Status> {
     let st = &mut s.exec;
     let fresh = (handle::is(handle::MODULE, h) && !st.modules.contains_key(&h))
-        || (handle::is(handle::LIBRARY, h) && !st.libraries.contains_key(&h));
+        || (handle::is(handle::LIBRARY, h) && !st.libraries.contains_key(&h))
+        || (handle::is(handle::LINK, h) && !st.linked.contains_key(&h));
     if !fresh {
         return Err(cu::INVALID_HANDLE);
     }
