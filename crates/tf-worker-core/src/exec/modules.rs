@@ -70,6 +70,20 @@ pub(super) fn load(s: &mut Session, l: Load<'_>, library: bool) -> Outcome {
         if !library {
             ctx = s.ctx(l.ctx)?;
         }
+        // Only options the driver reads as plain values (and log buffers,
+        // which the backend replaces by its own) reach it: a value that is
+        // a pointer would make the driver read this process's memory.
+        if let Some(o) = l.jit.iter().find(|o| {
+            !(tf_protocol::exec_msgs::jit::by_value(o.option)
+                || o.option == tf_protocol::exec_msgs::jit::INFO_LOG
+                || o.option == tf_protocol::exec_msgs::jit::ERROR_LOG)
+        }) {
+            w.warn_limited(&format!(
+                "session {}: refusing a module load with JIT option {} (not a plain value)",
+                s.id, o.option
+            ));
+            return Err(cu::INVALID_VALUE);
+        }
         let bytes: Cow<'_, [u8]> = match staged {
             Some(mut v) => {
                 v.extend_from_slice(l.tail);
