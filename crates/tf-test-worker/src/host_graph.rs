@@ -521,8 +521,14 @@ impl GraphBackend for HostBackend {
     ) -> BResult<()> {
         self.check_ctx(ctx)?;
         self.exec.check_stream(stream)?;
-        // Work here happens at once, captured or not (see the module docs).
-        hook.run();
+        // A captured graph has no nodes here (see the module docs): the
+        // function is not called. Otherwise it runs on a thread of its own,
+        // as on a driver's callback thread: the hook waits for the client,
+        // which may be waiting for this very request.
+        if !self.graph.t().capturing.contains_key(&stream) {
+            let hook = hook.clone();
+            std::thread::spawn(move || hook.run());
+        }
         Ok(())
     }
     fn host_node_set_params(
