@@ -15,6 +15,7 @@
 //!   default search list ([`loader::DEFAULT_DIRS`]) for both; set but empty
 //!   searches no directory.
 
+mod array;
 mod ctx;
 mod cuda;
 mod exec;

@@ -47,6 +47,7 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
     let exec = crate::exec::ExecDriver::new(&loaded);
     let mem = crate::mem::MemDriver::new(&loaded);
     let graph = crate::graph::GraphDriver::new(&loaded);
+    let arrays = crate::array::ArrayDriver::new(&loaded);
     let nvml = match loader::load(&opts.nvml) {
         Ok(l) => Some(Nvml::new(&l)),
         Err(e) => {
@@ -64,6 +65,7 @@ pub fn open_with(opts: &Options) -> Result<RealBackend, String> {
         exec,
         mem,
         graph,
+        arrays,
     })
 }
 
@@ -79,6 +81,8 @@ pub struct RealBackend {
     pub(crate) mem: crate::mem::MemDriver,
     /// Capture and graph entry points (`crate::graph`).
     pub(crate) graph: crate::graph::GraphDriver,
+    /// Array, texture and surface object entry points (`crate::array`).
+    pub(crate) arrays: crate::array::ArrayDriver,
 }
 
 impl RealBackend {

@@ -4,6 +4,7 @@
 //! never panics (see the property tests and `fuzz/`).
 #![forbid(unsafe_code)]
 
+pub mod array_msgs;
 pub mod codec;
 pub mod ctx_msgs;
 pub mod exec_msgs;
@@ -20,6 +21,7 @@ pub mod status;
 /// above re-exports its own and adds what is hand-written (reply bodies,
 /// helpers, the `check`s the decoders call). Every request domain is here.
 mod generated {
+    pub mod array_msgs;
     pub mod ctx_msgs;
     pub mod exec_msgs;
     pub mod graph_msgs;

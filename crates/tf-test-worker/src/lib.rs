@@ -28,6 +28,7 @@ pub struct HostBackend {
     exec: host_exec::HostExec,
     mem: host_mem::HostMem,
     graph: host_graph::HostGraph,
+    arrays: host_array::HostArrays,
     /// Lines `tf_test_printf` launches printed, written to standard output
     /// at the next synchronization, as the driver does with device printf.
     printf: Mutex<String>,
@@ -68,6 +69,7 @@ impl HostBackend {
             exec: Default::default(),
             mem: Default::default(),
             graph: Default::default(),
+            arrays: Default::default(),
             printf: Mutex::new(String::new()),
         }
     }
@@ -128,6 +130,8 @@ mod host_mem;
 // `impl GraphBackend for HostBackend` (captures, explicit graphs replayed
 // in dependency order) lives in `host_graph`.
 mod host_graph;
+// `impl ArrayBackend for HostBackend` (arrays as packed host buffers) lives in `host_array`.
+mod host_array;
 // The `tf_test_*` kernels that launches and graph replays really run.
 mod host_kernels;
 // Linking (joins the inputs' PTX) and tensor maps (a deterministic fill).

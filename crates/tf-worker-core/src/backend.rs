@@ -24,6 +24,7 @@ pub trait Backend:
     + crate::ExecBackend
     + crate::MemBackend
     + crate::GraphBackend
+    + crate::ArrayBackend
 {
     /// Shown in logs and the handshake, e.g. `cuda 13.0 (/usr/lib/.../libcuda.so.1)`.
     fn describe(&self) -> String;

@@ -3,6 +3,7 @@
 //! the vendor driver; tests plug in a host-memory backend.
 #![forbid(unsafe_code)]
 
+pub mod array;
 pub mod backend;
 pub mod cli;
 pub mod ctx;
@@ -23,6 +24,7 @@ mod generated {
 }
 pub(crate) use generated::calls;
 
+pub use array::ArrayBackend;
 pub use backend::{BResult, Backend, BackendCtx, Status};
 pub use ctx::CtxBackend;
 pub use exec::ExecBackend;

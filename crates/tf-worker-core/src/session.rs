@@ -58,6 +58,7 @@ pub struct Session {
     pub(crate) exec: crate::exec::ExecState,
     pub(crate) mem: crate::mem::MemState,
     pub(crate) graph: crate::graph::GraphState,
+    pub(crate) arrays: crate::array::ArrayState,
     /// Primary contexts this session keeps alive until it ends (`device_ctx`).
     anchors: HashMap<i32, BackendCtx>,
     /// `TF_CALL_STATS`: time spent per request, logged when the session ends.
@@ -86,6 +87,7 @@ impl Session {
             exec: Default::default(),
             mem: Default::default(),
             graph: Default::default(),
+            arrays: Default::default(),
             anchors: HashMap::new(),
             stats: Default::default(),
             host_calls: None,
@@ -520,6 +522,8 @@ impl Drop for Session {
         let w = Arc::clone(&self.worker);
         // Graphs first: they reference the streams, modules and memory below.
         self.graph.cleanup(&w);
+        // Texture objects and arrays before the streams their copies ran on.
+        self.arrays.cleanup(&w);
         self.exec.cleanup(&w);
         // VMM memory and pools are device objects: released in a context
         // the session anchored.
