@@ -5,11 +5,14 @@
 //! host rows are packed into the request, or unpacked from the answer; the
 //! worker copies between its packed buffer and device memory with the
 //! driver's own 2D copy, honouring the device pitch. Host-to-host copies
-//! never leave the client. CUDA arrays are not remoted yet
-//! (`CUDA_ERROR_NOT_SUPPORTED`).
+//! never leave the client. A copy with a CUDA array on either end travels
+//! the same way as `array_msgs::ArrayCopy` slices (the array named by the
+//! client's id and the region's first byte, row and slice), which the
+//! worker checks against the array's shape.
 
 use std::ffi::c_void;
 
+use tf_protocol::array_msgs::{ArrayCopy, ArrayRequest, ArraySide, Linear};
 use tf_protocol::mem_msgs::{Copy2D, MemRequest, Pitched};
 use tf_protocol::status::cu;
 use tf_protocol::Request;
@@ -80,13 +83,15 @@ const _: () = assert!(std::mem::size_of::<RawCopy2D>() == 128);
 const _: () = assert!(std::mem::size_of::<RawCopy3D>() == 200);
 
 /// One side of a copy: the address of its first byte (offsets applied),
-/// whether it is host memory, its row pitch and rows per slice.
+/// whether it is host memory, its row pitch and rows per slice; or a CUDA
+/// array (`array`: its id and the region's first byte, row and slice).
 #[derive(Clone, Copy)]
 pub(crate) struct Side {
     pub addr: u64,
     pub host: bool,
     pub pitch: u64,
     pub slice_rows: u64,
+    pub array: Option<ArraySide>,
 }
 
 impl Side {
@@ -106,12 +111,15 @@ impl Side {
             DEVICE => false,
             // A unified address: host memory when this client tracks it.
             UNIFIED => crate::runtime::host_memory::is_host(device),
-            ARRAY => return Err(cu::NOT_SUPPORTED),
+            ARRAY => {
+                // The worker checks the id and that the region lies inside.
+                if array.is_null() {
+                    return Err(cu::INVALID_VALUE);
+                }
+                return Ok(Side::array(array as u64, x as u64, y as u64, z as u64));
+            }
             _ => return Err(cu::INVALID_VALUE),
         };
-        if !array.is_null() && kind == ARRAY {
-            return Err(cu::NOT_SUPPORTED);
-        }
         let base = if kind == HOST { host } else { device };
         // One row needs no pitch; CUDA lets it be anything then.
         let pitch = if pitch == 0 { width } else { pitch } as u64;
@@ -130,7 +138,25 @@ impl Side {
             host: is_host,
             pitch,
             slice_rows,
+            array: None,
         })
+    }
+
+    /// The region of array `id` that starts at byte `x` of row `y` of
+    /// slice `z`.
+    pub(crate) fn array(id: u64, x: u64, y: u64, z: u64) -> Side {
+        Side {
+            addr: 0,
+            host: false,
+            pitch: 0,
+            slice_rows: 0,
+            array: Some(ArraySide {
+                array: id,
+                x_bytes: x,
+                y,
+                z,
+            }),
+        }
     }
 
     fn row(&self, z: u64, y: u64) -> u64 {
@@ -138,8 +164,59 @@ impl Side {
     }
 }
 
+/// The request for `rows` rows from row `y` of slice `z`: an `ArrayCopy`
+/// when an end is an array, else a `Copy2D`.
+fn piece<'a>(
+    ctx: u64,
+    stream: Option<u64>,
+    (width, rows): (u64, u64),
+    (src, dst): (&Side, &Side),
+    (z, y): (u64, u64),
+    data: &'a [u8],
+) -> Request<'a> {
+    let linear = |s: &Side| {
+        (!s.host && s.array.is_none()).then(|| Linear {
+            ptr: s.row(z, y),
+            pitch: s.pitch,
+        })
+    };
+    let in_array = |s: &Side| {
+        s.array.map(|a| ArraySide {
+            y: a.y + y,
+            z: a.z + z,
+            ..a
+        })
+    };
+    if src.array.is_some() || dst.array.is_some() {
+        return Request::Array(ArrayRequest::Copy(ArrayCopy {
+            ctx,
+            stream,
+            width,
+            rows,
+            src: linear(src),
+            src_array: in_array(src),
+            dst: linear(dst),
+            dst_array: in_array(dst),
+            data,
+        }));
+    }
+    let pitched = |s: &Side| Pitched {
+        ptr: s.row(z, y),
+        pitch: s.pitch,
+    };
+    Request::Mem(MemRequest::Copy2D(Copy2D {
+        ctx,
+        stream,
+        width,
+        rows,
+        src: (!src.host).then(|| pitched(src)),
+        dst: (!dst.host).then(|| pitched(dst)),
+        data,
+    }))
+}
+
 /// Copies `depth` slices of `height` rows of `width` bytes.
-fn copy(
+pub(crate) fn copy(
     src: Side,
     dst: Side,
     (width, height, depth): (u64, u64, u64),
@@ -148,7 +225,8 @@ fn copy(
     if width == 0 || height == 0 || depth == 0 {
         return Ok(());
     }
-    if (height > 1 || depth > 1) && (src.pitch < width || dst.pitch < width) {
+    let linear_pitch_short = |s: &Side| s.array.is_none() && s.pitch < width;
+    if (height > 1 || depth > 1) && (linear_pitch_short(&src) || linear_pitch_short(&dst)) {
         return Err(cu::INVALID_VALUE);
     }
     if src.host && dst.host {
@@ -183,19 +261,7 @@ fn copy(
         let mut y = 0;
         while y < height {
             let rows = per.min(height - y);
-            let pitched = |s: &Side| Pitched {
-                ptr: s.row(z, y),
-                pitch: s.pitch,
-            };
-            let mut piece = Copy2D {
-                ctx,
-                stream,
-                width,
-                rows,
-                src: (!src.host).then(|| pitched(&src)),
-                dst: (!dst.host).then(|| pitched(&dst)),
-                data: &[],
-            };
+            let request = |data| piece(ctx, stream, (width, rows), (&src, &dst), (z, y), data);
             let packed = (width * rows) as usize;
             if src.host {
                 let mut buf = Vec::with_capacity(packed);
@@ -207,15 +273,14 @@ fn copy(
                     };
                     buf.extend_from_slice(row);
                 }
-                piece.data = &buf;
-                let req = Request::Mem(MemRequest::Copy2D(piece));
+                let req = request(&buf);
                 match stream {
                     Some(_) => c.enqueue(&req)?,
                     None => c.call::<()>(&req)?,
                 }
             } else if dst.host {
                 let mut buf = vec![0u8; packed];
-                c.call_into(&Request::Mem(MemRequest::Copy2D(piece)), &mut buf)?;
+                c.call_into(&request(&[]), &mut buf)?;
                 for r in 0..rows {
                     let from = &buf[(r * width) as usize..][..width as usize];
                     // SAFETY: a row of `width` writable bytes of the
@@ -229,7 +294,7 @@ fn copy(
                     };
                 }
             } else {
-                let req = Request::Mem(MemRequest::Copy2D(piece));
+                let req = request(&[]);
                 match stream {
                     Some(_) => c.enqueue(&req)?,
                     None => c.call::<()>(&req)?,
@@ -358,6 +423,7 @@ fn copy_unified(
         host: !is_device(addr),
         pitch: n as u64,
         slice_rows: 1,
+        array: None,
     };
     let (s, d) = (side(src), side(dst));
     let stream = stream

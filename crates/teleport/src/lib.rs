@@ -9,6 +9,7 @@
 //! Entries not implemented yet point at generated stubs that log their name
 //! once and answer `*_ERROR_NOT_SUPPORTED` (see `unsupported`).
 
+mod array;
 pub mod client;
 mod copy;
 mod ctx;
@@ -59,6 +60,7 @@ fn cuda_table() -> &'static [Entry; CUDA_COUNT] {
         exec::register(&mut set);
         mem::register(&mut set);
         copy::register(&mut set);
+        array::register(&mut set);
         graph::register(&mut set);
         Table(t)
     })

@@ -378,6 +378,10 @@ unsafe extern "C" fn cu_graph_add_memset_node(
 /// `writes`: the node writes it), the whole extent checked to lie in one
 /// pinned range.
 fn copy_side(s: &Side, extent: (u64, u64, u64), writes: bool) -> Result<CopySide, CUresult> {
+    if s.array.is_some() {
+        tracing::warn!("cuGraphAddMemcpyNode with a CUDA array side is not remoted; answering CUDA_ERROR_NOT_SUPPORTED");
+        return Err(cu::NOT_SUPPORTED);
+    }
     let side = CopySide {
         ptr: s.addr,
         pitch: s.pitch,
