@@ -351,7 +351,9 @@ pub(crate) fn sides_3d(p: *const RawCopy3D) -> Result<(Side, Side, Extent), CUre
     if d.src_lod != 0 || d.dst_lod != 0 {
         return Err(cu::INVALID_VALUE);
     }
-    if d.depth > 1 && (d.src_height < d.height || d.dst_height < d.height) {
+    // An array end ignores its pitch and height (the array has its own).
+    let short = |kind: u32, rows: usize| kind != ARRAY && rows < d.height;
+    if d.depth > 1 && (short(d.src_type, d.src_height) || short(d.dst_type, d.dst_height)) {
         return Err(cu::INVALID_VALUE);
     }
     let src = Side::new(
