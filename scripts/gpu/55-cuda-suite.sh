@@ -19,7 +19,7 @@ SU_CUDA=${CUDA_HOME:-/usr/local/cuda}
 SU_NVCC=$SU_CUDA/bin/nvcc
 SU_SRC=.gpu/tests/cuda
 SU_BIN=$PART_OUT/bin
-SU_LIST=(pinned_overlap copy2d3d mempool vmm link_jit tensormap graphs graphs_device mapped_flag host_callbacks printf oom bystander illegal_address)
+SU_LIST=(pinned_overlap copy2d3d mempool vmm link_jit tensormap graphs graphs_device mapped_flag host_callbacks arrays printf oom bystander illegal_address)
 SU_CHECK=copy2d3d_static # rerun after the faulting client
 
 if [ ! -x "$SU_NVCC" ]; then row "cuda suite: build" FAIL "no nvcc at $SU_NVCC"; return 0; fi
