@@ -124,11 +124,7 @@ impl Side {
         // One row needs no pitch; CUDA lets it be anything then.
         let pitch = if pitch == 0 { width } else { pitch } as u64;
         let slice_rows = slice_rows as u64;
-        let offset = (z as u64)
-            .checked_mul(pitch)
-            .and_then(|v| v.checked_mul(slice_rows))
-            .and_then(|v| v.checked_add((y as u64).checked_mul(pitch)?))
-            .and_then(|v| v.checked_add(x as u64))
+        let offset = tf_protocol::pitched_offset(pitch, slice_rows, x as u64, y as u64, z as u64)
             .ok_or(cu::INVALID_VALUE)?;
         if base == 0 {
             return Err(cu::INVALID_VALUE);

@@ -74,7 +74,7 @@ pub(crate) fn memset_span(m: &Memset) -> Option<u64> {
     if height == 0 || row == 0 {
         return Some(0);
     }
-    m.pitch.checked_mul(height - 1)?.checked_add(row)
+    tf_protocol::pitched_offset(m.pitch, 0, row, height - 1, 0)
 }
 
 /// A memset of pinned host memory of this process (`m.dst`), in order.

@@ -59,3 +59,31 @@ pub enum ProtocolError {
     #[error("{0} trailing bytes after message")]
     Trailing(usize),
 }
+
+/// The offset of byte `x` of row `y` of slice `z` in pitched memory (`pitch`
+/// bytes per row, `slice_rows` rows per slice); `None` on overflow. The
+/// bytes a copy of `width × height × depth` touches from its first byte
+/// are `pitched_offset(pitch, slice_rows, width, height - 1, depth - 1)`:
+/// client and worker size and check copies, memsets and nodes with it.
+pub fn pitched_offset(pitch: u64, slice_rows: u64, x: u64, y: u64, z: u64) -> Option<u64> {
+    z.checked_mul(pitch)?
+        .checked_mul(slice_rows)?
+        .checked_add(y.checked_mul(pitch)?)?
+        .checked_add(x)
+}
+
+#[cfg(test)]
+mod geometry_tests {
+    use super::pitched_offset;
+
+    #[test]
+    fn pitched_offsets_count_slices_rows_and_bytes_and_refuse_overflow() {
+        assert_eq!(
+            pitched_offset(128, 4, 10, 2, 3),
+            Some(3 * 128 * 4 + 2 * 128 + 10)
+        );
+        assert_eq!(pitched_offset(128, 4, 64, 0, 0), Some(64));
+        assert_eq!(pitched_offset(u64::MAX, 2, 0, 0, 1), None);
+        assert_eq!(pitched_offset(1 << 40, 1 << 30, 0, 0, 0), Some(0));
+    }
+}

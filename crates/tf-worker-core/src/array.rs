@@ -176,10 +176,8 @@ fn check_linear(s: &Session, p: &Linear, width: u64, rows: u64) -> Result<(), St
     if p.pitch < width && rows > 1 {
         return Err(cu::INVALID_VALUE);
     }
-    let extent = (rows - 1)
-        .checked_mul(p.pitch)
-        .and_then(|e| e.checked_add(width))
-        .ok_or(cu::INVALID_VALUE)?;
+    let extent =
+        tf_protocol::pitched_offset(p.pitch, 0, width, rows - 1, 0).ok_or(cu::INVALID_VALUE)?;
     s.check_range(p.ptr, extent)
 }
 
@@ -205,9 +203,7 @@ fn check_resource(s: &Session, res: &Resource) -> Result<Resource, Status> {
             if row == 0 || res.height == 0 || res.pitch < row {
                 return Err(cu::INVALID_VALUE);
             }
-            let extent = (res.height - 1)
-                .checked_mul(res.pitch)
-                .and_then(|e| e.checked_add(row))
+            let extent = tf_protocol::pitched_offset(res.pitch, 0, row, res.height - 1, 0)
                 .ok_or(cu::INVALID_VALUE)?;
             s.check_range(res.ptr, extent)?;
             Ok(*res)

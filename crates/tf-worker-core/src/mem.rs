@@ -430,10 +430,8 @@ fn check_side(s: &Session, p: &Pitched, width: u64, rows: u64) -> Result<(), Sta
     if p.pitch < width {
         return Err(cu::INVALID_VALUE);
     }
-    let extent = (rows - 1)
-        .checked_mul(p.pitch)
-        .and_then(|e| e.checked_add(width))
-        .ok_or(cu::INVALID_VALUE)?;
+    let extent =
+        tf_protocol::pitched_offset(p.pitch, 0, width, rows - 1, 0).ok_or(cu::INVALID_VALUE)?;
     s.check_range(p.ptr, extent)
 }
 

@@ -390,13 +390,14 @@ fn copy_side(s: &Side, extent: (u64, u64, u64), writes: bool) -> Result<CopySide
     };
     if s.host {
         let (w, h, d) = extent;
-        let bytes = s
-            .pitch
-            .checked_mul(s.slice_rows)
-            .and_then(|slice| slice.checked_mul(d.saturating_sub(1)))
-            .and_then(|v| v.checked_add(s.pitch.checked_mul(h.saturating_sub(1))?))
-            .and_then(|v| v.checked_add(w))
-            .ok_or(cu::INVALID_VALUE)?;
+        let bytes = tf_protocol::pitched_offset(
+            s.pitch,
+            s.slice_rows,
+            w,
+            h.saturating_sub(1),
+            d.saturating_sub(1),
+        )
+        .ok_or(cu::INVALID_VALUE)?;
         crate::mapped::for_graph(current_ctx()?, s.addr, bytes, writes)?;
     }
     Ok(side)

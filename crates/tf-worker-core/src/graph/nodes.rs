@@ -177,11 +177,7 @@ fn extent(side: &CopySide, c: &CopyNode) -> Result<u64, Status> {
     if c.depth > 1 && side.rows < c.height {
         return Err(cu::INVALID_VALUE);
     }
-    let slice = side.pitch.checked_mul(side.rows);
-    slice
-        .and_then(|v| v.checked_mul(c.depth - 1))
-        .and_then(|v| v.checked_add(side.pitch.checked_mul(c.height - 1)?))
-        .and_then(|v| v.checked_add(c.width))
+    tf_protocol::pitched_offset(side.pitch, side.rows, c.width, c.height - 1, c.depth - 1)
         .ok_or(cu::INVALID_VALUE)
 }
 
