@@ -581,16 +581,8 @@ fn push_host_writes(link: &mut Link, graphs: bool) -> Result<(), String> {
 fn send(link: &mut Link, req: &Request<'_>, flags: u16) -> Result<u64, String> {
     let id = link.next_id;
     link.next_id += 1;
-    let (fixed, bulk) = req.encode();
-    let header = FrameHeader {
-        flags,
-        opcode: req.opcode(),
-        length: 0,
-        request_id: id,
-    };
     let conn = link.conn.as_mut().ok_or("connection closed at exit")?;
-    conn.send(header, &[&fixed, bulk])
-        .map_err(|e| e.to_string())?;
+    send_raw(conn, req, id, flags).map_err(|e| e.to_string())?;
     Ok(id)
 }
 

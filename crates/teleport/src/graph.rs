@@ -156,8 +156,9 @@ pub(crate) struct HostFn {
 // function on some thread, as the driver does.
 unsafe impl Send for HostFn {}
 
-/// Host functions graphs may call, by the id the worker is told.
-static HOST_FNS: Mutex<Vec<(u64, HostFn)>> = Mutex::new(Vec::new());
+/// Host functions graphs may call, by the id the worker is told (looked
+/// up at every host node reached).
+static HOST_FNS: Mutex<Option<std::collections::HashMap<u64, HostFn>>> = Mutex::new(None);
 static NEXT_HOST_FN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Registers a host function; its id goes on the wire. Ids are never
@@ -168,14 +169,15 @@ pub(crate) fn host_fn_id(f: HostFn) -> u64 {
     HOST_FNS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .push((id, f));
+        .get_or_insert_with(Default::default)
+        .insert(id, f);
     id
 }
 
 /// The host function registered as `id`.
 pub(crate) fn host_fn(id: u64) -> Option<HostFn> {
     let g = HOST_FNS.lock().unwrap_or_else(|e| e.into_inner());
-    g.iter().find(|(i, _)| *i == id).map(|(_, f)| *f)
+    g.as_ref()?.get(&id).copied()
 }
 
 /// Runs host function `id` for a graph the worker replays.

@@ -448,6 +448,16 @@ pub(crate) fn materialize(worker: &Worker, out: Outcome) -> Outcome {
         return out;
     };
     let mut buf = vec![0u8; 4 + size];
+    fill_dtoh(worker, ctx, src, &mut buf);
+    Outcome::Reply(buf)
+}
+
+/// Writes a device-to-host answer into `buf`: the status word, then the
+/// `buf.len() - 4` bytes at `src`. The copy synchronized, so the driver may
+/// have printed now: the data is already in the answer, so the output can
+/// only follow it; `DATA_OUTPUT_FOLLOWS` makes the client ask for it (a
+/// `Ping`) before the copy returns.
+fn fill_dtoh(worker: &Worker, ctx: BackendCtx, src: u64, buf: &mut [u8]) {
     let (status, data) = buf.split_at_mut(4);
     let mut s = worker
         .backend()
@@ -458,7 +468,6 @@ pub(crate) fn materialize(worker: &Worker, out: Outcome) -> Outcome {
         s |= DATA_OUTPUT_FOLLOWS;
     }
     status.copy_from_slice(&s.to_le_bytes());
-    Outcome::Reply(buf)
 }
 
 /// Serves one client connection until it closes, then frees its resources.
@@ -496,22 +505,7 @@ pub fn serve_connection(worker: Arc<Worker>, mut conn: Connection) {
                         break;
                     }
                 }
-                let sent = conn.send_with(rh, 4 + size, |buf| {
-                    let (status, data) = buf.split_at_mut(4);
-                    let mut s = worker
-                        .backend()
-                        .memcpy_dtoh(ctx, data, src)
-                        .err()
-                        .unwrap_or(0);
-                    // The copy synchronized, so the driver may have printed
-                    // now: the data is already in the frame, so the output
-                    // can only follow the answer; the flag makes the client
-                    // ask for it (a Ping) before the copy returns.
-                    if worker.output.get().is_some_and(|c| c.pending()) {
-                        s |= DATA_OUTPUT_FOLLOWS;
-                    }
-                    status.copy_from_slice(&s.to_le_bytes());
-                });
+                let sent = conn.send_with(rh, 4 + size, |buf| fill_dtoh(worker, ctx, src, buf));
                 if let Err(e) = sent {
                     tracing::info!(session = session.id, %peer, "client gone while answering: {e}");
                     break;

@@ -519,18 +519,16 @@ fn host_params(p: *const RawHostParams) -> Result<crate::graph::HostFn, CUresult
 }
 
 /// Host nodes' functions, by node id (`cuGraphHostNodeGetParams`).
-static HOST_NODES: Mutex<Vec<(u64, crate::graph::HostFn)>> = Mutex::new(Vec::new());
+static HOST_NODES: Mutex<Option<HashMap<u64, crate::graph::HostFn>>> = Mutex::new(None);
 
-fn host_nodes() -> MutexGuard<'static, Vec<(u64, crate::graph::HostFn)>> {
+fn host_nodes() -> MutexGuard<'static, Option<HashMap<u64, crate::graph::HostFn>>> {
     HOST_NODES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn note_host_node(node: u64, f: crate::graph::HostFn) {
-    let mut g = host_nodes();
-    match g.iter_mut().find(|(n, _)| *n == node) {
-        Some(e) => e.1 = f,
-        None => g.push((node, f)),
-    }
+    host_nodes()
+        .get_or_insert_with(Default::default)
+        .insert(node, f);
 }
 
 /// See the module docs: at replay the worker's node has this process run
@@ -568,9 +566,8 @@ unsafe extern "C" fn cu_graph_host_node_get_params(
             return Err(cu::INVALID_VALUE);
         }
         let f = host_nodes()
-            .iter()
-            .find(|(n, _)| *n == node)
-            .map(|(_, f)| *f)
+            .as_ref()
+            .and_then(|m| m.get(&node).copied())
             .ok_or(cu::INVALID_VALUE)?;
         // SAFETY: non-null; a writable CUDA_HOST_NODE_PARAMS (the API contract).
         unsafe {
